@@ -1,0 +1,175 @@
+"""Dataset sources: CIFAR-10 archives (JPEG export or the official python batches).
+
+Decoded once into compact arrays: uint8 images (N, 32, 32, 3), int16 labels, class names.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .io import FclensError, atomic_path, parse_checksum, verify_checksum
+
+log = logging.getLogger(__name__)
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # (N, H, W, 3) uint8
+    labels: np.ndarray  # (N,) int16
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
+            raise FclensError(f"images must be (N, H, W, 3) uint8, got {self.images.shape} "
+                              f"{self.images.dtype}")
+        if len(self.labels) != len(self.images):
+            raise FclensError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+
+# ---------------------------------------------------------------- archive resolution + download
+
+def download(url: str, dest: Path, checksum: str, timeout: float = 60.0) -> Path:
+    """Download `url` to `dest`, resuming a `.part` file, verifying `checksum` before the rename."""
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    log.info("downloading %s -> %s (resuming at %d bytes)", url, dest, have)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resumed = have and resp.status == 206
+            with open(part, "ab" if resumed else "wb") as f:
+                while block := resp.read(1 << 20):
+                    f.write(block)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # range not satisfiable: the .part is already complete
+            pass
+        else:
+            raise
+    try:
+        verify_checksum(part, checksum, f"download of {url}")
+    except FclensError:
+        part.unlink()  # a wrong file must not be resumed from next time
+        raise
+    part.replace(dest)
+    return dest
+
+
+def resolve_archive(archive: str, checksum: str, download_cfg: dict | None, where: str) -> Path:
+    """The configured archive if present (checksum verified), else the download fallback."""
+    parse_checksum(checksum, f"{where}.checksum")
+    path = Path(archive)
+    if path.exists():
+        verify_checksum(path, checksum, f"{where}.checksum")
+        return path
+    if not download_cfg:
+        raise FclensError(f"{path}: not found ({where}.archive); put the file there "
+                          f"({checksum}) or configure {where}.download")
+    dl_path = Path(download_cfg["archive"])
+    if dl_path.exists():
+        verify_checksum(dl_path, download_cfg["checksum"], f"{where}.download.checksum")
+        return dl_path
+    try:
+        return download(download_cfg["url"], dl_path, download_cfg["checksum"])
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        raise FclensError(
+            f"{path} ({where}.archive) is absent and downloading {download_cfg['url']} failed "
+            f"({e}). Offline, put either {path.name} ({checksum}) at {path}, or "
+            f"{Path(download_cfg['url']).name} ({download_cfg['checksum']}) at {dl_path}"
+        ) from e
+
+
+# ---------------------------------------------------------------- readers
+
+def _read_jpeg_tar(tf: tarfile.TarFile, members: list[tarfile.TarInfo]) -> dict[str, Split]:
+    # layout: <root>/{train,test}/<class>/<file>.jpg ; class index = alphabetical order
+    entries: dict[str, list[tuple[str, str, tarfile.TarInfo]]] = {s: [] for s in SPLITS}
+    for m in members:
+        parts = m.name.split("/")
+        if m.isfile() and len(parts) >= 4 and parts[-3] in SPLITS and parts[-1].lower().endswith(
+                (".jpg", ".jpeg", ".png")):
+            entries[parts[-3]].append((parts[-2], parts[-1], m))
+    class_names = tuple(sorted({c for s in SPLITS for c, _, _ in entries[s]}))
+    out = {}
+    for split in SPLITS:
+        rows = sorted(entries[split], key=lambda r: (r[0], r[1]))
+        if not rows:
+            raise FclensError(f"archive has no images under */{split}/<class>/")
+        imgs = [np.asarray(Image.open(io.BytesIO(tf.extractfile(m).read())).convert("RGB"))
+                for _, _, m in tqdm(rows, desc=f"decode {split}", mininterval=5)]
+        labels = np.array([class_names.index(c) for c, _, _ in rows], dtype=np.int16)
+        out[split] = Split(np.stack(imgs), labels, class_names)
+    return out
+
+
+def _read_python_tar(tf: tarfile.TarFile, members: list[tarfile.TarInfo]) -> dict[str, Split]:
+    by_name = {Path(m.name).name: m for m in members if m.isfile()}
+
+    def load(name: str) -> dict:
+        return pickle.load(tf.extractfile(by_name[name]), encoding="bytes")
+
+    meta = load("batches.meta")
+    class_names = tuple(n.decode() for n in meta[b"label_names"])
+
+    def split(names: list[str]) -> Split:
+        batches = [load(n) for n in names]
+        data = np.concatenate([b[b"data"] for b in batches])  # (N, 3072): R plane, G, B
+        images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.concatenate([b[b"labels"] for b in batches]).astype(np.int16)
+        return Split(np.ascontiguousarray(images), labels, class_names)
+
+    return {"train": split([f"data_batch_{i}" for i in range(1, 6)]),
+            "test": split(["test_batch"])}
+
+
+def read_cifar_archive(path: str | Path) -> dict[str, Split]:
+    """Either CIFAR-10 layout, detected from the member names."""
+    path = Path(path)
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            members = tf.getmembers()
+            names = {Path(m.name).name for m in members}
+            if {"batches.meta", "test_batch"} <= names:
+                return _read_python_tar(tf, members)
+            return _read_jpeg_tar(tf, members)
+    except (tarfile.TarError, EOFError, OSError, KeyError, pickle.UnpicklingError) as e:
+        raise FclensError(f"{path}: cannot read as a CIFAR-10 archive ({type(e).__name__}: {e})"
+                          ) from e
+
+
+# ---------------------------------------------------------------- compact cached form
+
+def save_split(path: str | Path, split: Split) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=split.images, labels=split.labels,
+                 class_names=np.array(split.class_names))
+
+
+def load_split(path: str | Path) -> Split:
+    path = Path(path)
+    if not path.exists():
+        raise FclensError(f"{path}: missing; run `dvc repro prepare_data`")
+    try:
+        with np.load(path) as z:
+            return Split(z["images"], z["labels"], tuple(str(c) for c in z["class_names"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise FclensError(f"{path}: unreadable or truncated ({e}); delete it and rerun dvc repro"
+                          ) from e

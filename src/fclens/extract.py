@@ -1,0 +1,255 @@
+"""FC weights and penultimate features (the exact input of the FC layer), batched and streamed.
+
+Images travel as uint8 NHWC and are normalized on the compute device: on a GPU that moves 4x
+fewer bytes over PCIe and keeps the CPU out of the hot loop; `permute` of NHWC gives a
+channels_last NCHW view for free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .io import FclensError, atomic_path, fixed_list_array
+
+log = logging.getLogger(__name__)
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int = 128
+    channels_last: bool = True
+    amp: str = "none"  # none | bf16 | fp16 (fp16 only on CUDA)
+    num_threads: int = 0  # 0 = leave torch's default
+    row_group_size: int = 10_000
+    pin_memory: bool = True  # only used on CUDA
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise FclensError(f"params.yaml extract.batch_size: expected >= 1, got {self.batch_size}")
+        if self.amp not in AMP_DTYPES:
+            raise FclensError(f"params.yaml extract.amp: {self.amp!r}; allowed {list(AMP_DTYPES)}")
+        if self.row_group_size < 1:
+            raise FclensError("params.yaml extract.row_group_size: expected >= 1")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise FclensError(f"params.yaml extract.device: {name!r} is not a device; allowed auto, "
+                          f"cpu, cuda, cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FclensError(f"params.yaml extract.device: {name!r} but no CUDA device is present")
+    return dev
+
+
+def fc_layer(model: nn.Module) -> nn.Linear:
+    fc = model.get_classifier()
+    if not isinstance(fc, nn.Linear):
+        raise FclensError(f"{type(model).__name__}: classifier is {type(fc).__name__}, not a "
+                          f"single nn.Linear; fclens explains linear last layers only")
+    return fc
+
+
+def fc_weights(model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """(W (C, D), b (C,)) as float32 numpy."""
+    fc = fc_layer(model)
+    w = fc.weight.detach().float().cpu().numpy()
+    b = (fc.bias.detach().float().cpu().numpy() if fc.bias is not None
+         else np.zeros(w.shape[0], np.float32))
+    return w, b
+
+
+def fc_weights_table(w: np.ndarray, b: np.ndarray, names: list[str]) -> pa.Table:
+    if len(names) != w.shape[0]:
+        raise FclensError(f"{len(names)} class names for {w.shape[0]} classes")
+    return pa.table({
+        "class_index": pa.array(np.arange(w.shape[0], dtype=np.int32)),
+        "class_name": pa.array(names, pa.string()),
+        "bias": pa.array(b.astype(np.float32)),
+        "weight": fixed_list_array(w),
+    })
+
+
+def read_fc_weights(table: pa.Table) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from .io import list_column_to_numpy
+
+    order = np.argsort(table["class_index"].to_numpy())
+    w = list_column_to_numpy(table["weight"])[order]
+    b = table["bias"].to_numpy().astype(np.float32)[order]
+    names = [table["class_name"][int(i)].as_py() for i in order]
+    return w, b, names
+
+
+def uint8_batches(images: np.ndarray, labels: np.ndarray, batch_size: int
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(N, H, W, 3) uint8 in memory -> (B, H, W, 3) uint8 tensors (views, no copy)."""
+    x = torch.from_numpy(images)
+    y = torch.from_numpy(labels.astype(np.int64))
+    for i in range(0, len(x), batch_size):
+        yield x[i:i + batch_size], y[i:i + batch_size]
+
+
+class _Normalize(nn.Module):
+    """uint8 NHWC -> float NCHW normalized; float NCHW input is passed through."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)))
+        self.register_buffer("shift", (torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.uint8:
+            return x
+        x = x.permute(0, 3, 1, 2).float()  # (B, 3, H, W), channels_last memory
+        return x * self.scale - self.shift
+
+
+@dataclass
+class ExtractResult:
+    n: int = 0
+    n_correct: int = 0
+    logit_max_abs_err: float = 0.0
+    seconds: float = 0.0
+    device: str = "cpu"
+    feature_dim: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return self.n_correct / self.n if self.n else float("nan")
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n / self.seconds if self.seconds else float("nan")
+
+
+class FeatureWriter(contextlib.AbstractContextManager):
+    """Streams rows to Parquet in row groups; the file appears only when the writer closes cleanly."""
+
+    def __init__(self, path: str | Path, dim: int, row_group_size: int) -> None:
+        self.schema = pa.schema([
+            ("index", pa.int64()), ("label", pa.int16()), ("pred", pa.int16()),
+            ("logit_true", pa.float32()), ("features", pa.list_(pa.float32(), dim)),
+        ])
+        self._atomic = atomic_path(path)
+        self._tmp = self._atomic.__enter__()
+        self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        self._rows = row_group_size
+        self._buf: list[pa.RecordBatch] = []
+        self._buffered = 0
+
+    def write(self, index: np.ndarray, label: np.ndarray, pred: np.ndarray,
+              logit_true: np.ndarray, features: np.ndarray) -> None:
+        self._buf.append(pa.record_batch([
+            pa.array(index.astype(np.int64)), pa.array(label.astype(np.int16)),
+            pa.array(pred.astype(np.int16)), pa.array(logit_true.astype(np.float32)),
+            fixed_list_array(features)], schema=self.schema))
+        self._buffered += len(index)
+        if self._buffered >= self._rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._writer.write_table(pa.Table.from_batches(self._buf), row_group_size=self._rows)
+            self._buf, self._buffered = [], 0
+
+    def __exit__(self, exc_type, exc, tb) -> bool | None:
+        if exc_type is None:
+            self._flush()
+        self._writer.close()
+        return self._atomic.__exit__(exc_type, exc, tb)
+
+
+def prepare_model(model: nn.Module, cfg: ExtractConfig
+                  ) -> tuple[nn.Module, nn.Module, torch.device]:
+    """(normalizer, model) on the configured device and memory format."""
+    dev = resolve_device(cfg.device)
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    norm = _Normalize(model.pretrained_cfg["mean"], model.pretrained_cfg["std"]).to(dev)
+    model = model.eval().to(dev)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return norm, model, dev
+
+
+@torch.inference_mode()
+def extract(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+            cfg: ExtractConfig, writer: FeatureWriter | None = None, total: int | None = None,
+            desc: str = "extract") -> ExtractResult:
+    """Run the model once per batch; write features/labels/preds; check FC(features) == logits."""
+    norm, inner, dev = prepare_model(model, cfg)
+    w64 = fc_layer(inner).weight.double()  # (C, D)
+    b64 = fc_layer(inner).bias.double() if fc_layer(inner).bias is not None else 0.0
+    amp = AMP_DTYPES[cfg.amp]
+    if amp is torch.float16 and dev.type != "cuda":
+        raise FclensError("params.yaml extract.amp: fp16 needs CUDA; use bf16 or none on CPU")
+    pin = cfg.pin_memory and dev.type == "cuda"
+    res = ExtractResult(device=str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev))
+    offset = 0
+    t0 = time.perf_counter()
+    for x, y in tqdm(batches, total=total, desc=desc, mininterval=5, unit="batch"):
+        if pin:
+            x = x.pin_memory()
+        x = x.to(dev, non_blocking=True)
+        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+            fmap = inner.forward_features(norm(x))
+            feats = inner.forward_head(fmap, pre_logits=True)  # (B, D)
+            logits = inner.forward_head(fmap)  # (B, C): the model's own head path
+        feats = feats.float()
+        # the stored features must reproduce the model's logits through the FC layer
+        err = (feats.double() @ w64.T + b64 - logits.double()).abs().max().item()
+        res.logit_max_abs_err = max(res.logit_max_abs_err, err)
+        pred = logits.argmax(1)
+        y_dev = y.to(dev, non_blocking=True)
+        res.n_correct += int((pred == y_dev).sum())
+        if writer is not None:
+            lt = logits.float().gather(1, y_dev.clamp(min=0).view(-1, 1)).squeeze(1)
+            writer.write(np.arange(offset, offset + len(y)), y.numpy(), pred.cpu().numpy(),
+                         lt.cpu().numpy(), feats.cpu().numpy())
+        offset += len(y)
+        res.feature_dim = feats.shape[1]
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    res.seconds = time.perf_counter() - t0
+    res.n = offset
+    return res
+
+
+def read_features(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """features_*.parquet -> X (N, D) float32, labels (N,) int64, preds (N,) int64."""
+    from .io import list_column_to_numpy
+
+    x = list_column_to_numpy(table["features"])
+    return (x, table["label"].to_numpy().astype(np.int64),
+            table["pred"].to_numpy().astype(np.int64))
+
+
+def feature_dim_of(path: str | Path) -> int:
+    """D from a features Parquet's schema, without reading the data."""
+    from .io import read_table
+
+    try:
+        t = pq.read_schema(path).field("features").type
+    except (pa.ArrowException, OSError, KeyError) as e:
+        read_table(path)  # raises the readable error
+        raise FclensError(f"{path}: no 'features' column") from e
+    return t.list_size

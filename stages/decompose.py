@@ -1,0 +1,43 @@
+"""Decomposed head (logit_c = x[I_c] . W[c, I_c] + b_c), with and without retraining."""
+
+from pathlib import Path
+
+import numpy as np
+from _stage import run
+from dvclive import Live
+
+from fclens.decompose import read_influential, accuracy, decomposed_logits, index_mask, train_masked_head
+from fclens.extract import read_fc_weights, read_features
+from fclens.io import read_table, write_json
+
+
+def main(args, p):
+    cfg = p["decompose"]
+    w, b, _ = read_fc_weights(read_table(args.weights))
+    x_tr, y_tr, _ = read_features(read_table(Path(args.data) / "features_train.parquet"))
+    x_te, y_te, _ = read_features(read_table(Path(args.data) / "features_test.parquet"))
+    mask = index_mask(read_influential(read_table(args.influential), w.shape[0]), w.shape[1])
+    acc0 = accuracy(x_te @ w.T + b, y_te)
+    acc_dec = accuracy(decomposed_logits(x_te, w, b, mask), y_te)
+    with Live(dir=args.live, save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        def on_epoch(epoch, info):
+            live.log_metric("train_loss", info["train_loss"])
+            live.log_metric("train_acc", info["train_acc"])
+            live.log_metric("test_acc", accuracy(x_te @ info["w"].T + info["b"], y_te))
+            live.next_step()
+
+        w2, b2 = train_masked_head(x_tr, y_tr, w, b, mask, cfg["epochs"], cfg["lr"],
+                                   cfg["batch_size"], p["seed"], cfg["optimizer"],
+                                   on_epoch=on_epoch)
+    acc_ret = accuracy(decomposed_logits(x_te, w2, b2, mask), y_te)
+    write_json(args.metrics, {
+        "k1": cfg["k1"], "k2": cfg["k2"], "acc_original": acc0, "acc_decomposed": acc_dec,
+        "acc_decomposed_retrained": acc_ret, "rel_acc": acc_dec / acc0,
+        "rel_acc_retrained": acc_ret / acc0, "union_size": int(mask.any(0).sum()),
+        "feature_dim": w.shape[1], "epochs": cfg["epochs"],
+    }, digits=5)
+
+
+if __name__ == "__main__":
+    run("decompose", main, lambda ap: [ap.add_argument(f"--{k}", required=True) for k in
+                                       ("data", "weights", "influential", "metrics", "live")])
