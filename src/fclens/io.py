@@ -48,7 +48,7 @@ def _round_floats(obj: Any, digits: int) -> Any:
         x = float(obj)
         if not math.isfinite(x):
             return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
-        return round(x, digits)
+        return float(f"{x:.{digits}g}")  # significant digits: tiny errors stay visible
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.bool_):
@@ -61,7 +61,7 @@ def _round_floats(obj: Any, digits: int) -> Any:
 
 
 def write_json(path: str | os.PathLike, obj: dict, digits: int = 6) -> None:
-    """Sorted keys, rounded floats, atomic: the same numbers give the same bytes."""
+    """Sorted keys, floats to `digits` significant digits, atomic: same numbers, same bytes."""
     text = json.dumps(_round_floats(obj, digits), indent=2, sort_keys=True) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)

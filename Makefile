@@ -1,0 +1,29 @@
+# Two commands for a new user: `make repro` (everything) and `make test` (the test suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+repro: venv
+	dvc repro
+
+test: venv
+	$(PY) -m pytest -q
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow
+
+bench: venv
+	$(PY) benchmarks/bench_extract.py
+	$(PY) benchmarks/bench_ald.py
+	$(PY) benchmarks/bench_decompose.py
+
+.PHONY: venv repro test test-slow bench

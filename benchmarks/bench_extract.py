@@ -1,0 +1,97 @@
+"""Images/s of ResNet20 feature extraction, all variants measured in this one run.
+
+(a) naive: eager fp32 forward at batch 1000 over normalized images already in memory;
+(b) best fp32: batch size x channels_last x torch.compile, the fastest found;
+(c) bf16 autocast (with its feature error and accuracy change against fp32);
+(d) the extraction stage's own code path end to end (uint8 -> Parquet) with params.yaml's config.
+Writes metrics/bench/extract.json.
+"""
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import OUT, best_of, cifar_test_images, machine, spec
+
+from fclens.extract import ExtractConfig, FeatureWriter, extract, uint8_batches
+from fclens.io import write_json
+from fclens.models import build_model
+from fclens.params import extract_config, load_params
+
+N = 5000
+
+
+def forward_rate(model, x: torch.Tensor, bs: int, channels_last: bool) -> float:
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def run():
+        for i in range(0, len(x), bs):
+            model.forward_head(model.forward_features(x[i:i + bs]), pre_logits=True)
+
+    run()  # warm-up
+    return len(x) / best_of(run)
+
+
+def main():
+    logging.basicConfig(level=logging.INFO)
+    imgs, labels = cifar_test_images(N)
+    model = build_model(spec("cifar_resnet20"))
+    mean = np.array(model.pretrained_cfg["mean"], np.float32)
+    std = np.array(model.pretrained_cfg["std"], np.float32)
+    x = torch.from_numpy(((imgs / np.float32(255) - mean) / std).transpose(0, 3, 1, 2).copy())
+    res = {"n_images": N, "model": "cifar_resnet20", "machine": machine()}
+    res["naive_img_per_s"] = forward_rate(build_model(spec("cifar_resnet20")), x, 1000, False)
+    grid = {}
+    for bs in (32, 64, 128, 256):
+        for cl in (False, True):
+            grid[f"bs{bs}_{'cl' if cl else 'nchw'}"] = forward_rate(
+                build_model(spec("cifar_resnet20")), x, bs, cl)
+    try:
+        compiled = torch.compile(build_model(spec("cifar_resnet20")))
+        t0 = time.perf_counter()
+        forward_rate(compiled, x[:256], 64, True)
+        res["compile_seconds"] = time.perf_counter() - t0
+        grid["bs64_cl_compiled"] = forward_rate(compiled, x, 64, True)
+    except Exception as e:  # inductor needs a C++ toolchain; record why it was skipped
+        res["compile_error"] = f"{type(e).__name__}: {e}"[:200]
+    best = max(grid, key=grid.get)
+    res.update(fp32_grid_img_per_s=grid, best_fp32_config=best, best_fp32_img_per_s=grid[best])
+
+    cfg = extract_config(load_params())
+    fp32 = extract(build_model(spec("cifar_resnet20")), uint8_batches(imgs, labels, cfg.batch_size),
+                   cfg)
+    bf = ExtractConfig(**{**cfg.__dict__, "amp": "bf16"})
+    with tempfile.TemporaryDirectory() as d:
+        paths = {}
+        for name, c in (("fp32", cfg), ("bf16", bf)):
+            paths[name] = Path(d) / f"{name}.parquet"
+            with FeatureWriter(paths[name], 64, c.row_group_size) as w:
+                r = extract(build_model(spec("cifar_resnet20")),
+                            uint8_batches(imgs, labels, c.batch_size), c, w)
+            res[f"{'stage' if name == 'fp32' else 'bf16'}_img_per_s"] = r.images_per_s
+            res[f"{name}_acc"] = r.accuracy
+        from fclens.extract import read_features
+        from fclens.io import read_table
+        f32 = read_features(read_table(paths["fp32"]))[0]
+        f16 = read_features(read_table(paths["bf16"]))[0]
+        res["bf16_feature_max_abs_err"] = float(np.abs(f32 - f16).max())
+        res["bf16_feature_rel_err"] = float(np.linalg.norm(f32 - f16) / np.linalg.norm(f32))
+    res["bf16_acc_change"] = res["bf16_acc"] - res["fp32_acc"]
+    res["stage_config"] = {"batch_size": cfg.batch_size, "channels_last": cfg.channels_last,
+                           "amp": cfg.amp}
+    res["stage_no_write_img_per_s"] = fp32.images_per_s
+    res["speedup_vs_naive"] = res["stage_img_per_s"] / res["naive_img_per_s"]
+    res["ratio_to_best"] = res["stage_img_per_s"] / res["best_fp32_img_per_s"]
+    write_json(OUT / "extract.json", res, digits=4)
+    logging.info("%s", {k: v for k, v in res.items() if "img_per_s" in k or "ratio" in k
+                        or "speedup" in k})
+
+
+if __name__ == "__main__":
+    main()

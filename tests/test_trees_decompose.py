@@ -1,0 +1,103 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from fclens.ablate import ablation_block, jaccard, replace
+from fclens.decompose import (check_k, decomposed_logits, index_mask, influential_indices,
+                              top_k_indices, train_masked_head)
+from fclens.io import FclensError
+from fclens.trees import chain_rank, split_tree, terminals
+
+
+def test_chain_tree_on_hand_example():
+    w = np.array([-3.0, -1.0, 0.0, 1.0, 2.0, 6.0])
+    nodes = split_tree(w, "chain", min_size=3)
+    paths = {n.path: sorted(n.indices.tolist()) for n in nodes}
+    # root mean 5/6: '+' = {1, 2, 6}, '-' = {-3, -1, 0}; '+' mean 3: '++' = {6}, '+-' = {1, 2}
+    assert paths["+"] == [3, 4, 5] and paths["-"] == [0, 1, 2]
+    assert paths["++"] == [5] and paths["+-"] == [3, 4]
+    assert paths["--"] == [0] and "+-+" not in paths
+    assert sorted(t.path for t in terminals(nodes, "chain")) == ["++", "--"]
+
+
+def test_full_tree_leaves_partition_indices():
+    w = np.random.default_rng(0).normal(size=200)
+    nodes = split_tree(w, "full", min_size=20)
+    leaves = terminals(nodes, "full")
+    idx = np.sort(np.concatenate([n.indices for n in leaves]))
+    np.testing.assert_array_equal(idx, np.arange(200))
+    assert all(len(n.indices) < 20 or np.ptp(w[n.indices]) == 0 for n in leaves)
+
+
+def test_chain_rank_equals_sorting_by_weight():
+    w = np.random.default_rng(1).normal(size=(3, 100))
+    rows = []
+    for c in range(3):
+        for n in split_tree(w[c], "chain", 4, c):
+            rows.append({"class_index": c, "path": n.path, "depth": n.depth, "indices": n.indices})
+    order = chain_rank(pd.DataFrame(rows), w)
+    np.testing.assert_array_equal(order[:, :5], np.argsort(-w, 1)[:, :5])
+
+
+def test_algorithm1_golden_and_tie_break():
+    x = np.array([[3, 1, 2, 0], [0, 5, 5, 1], [1, 1, 1, 1]], float)
+    y = np.array([0, 0, 1])
+    idx, counts = influential_indices(x, y, 2, k1=2, k2=2)
+    # class 0: image 0 -> {0, 2}, image 1 -> {1, 2} (tie 5 = 5: lower index first)
+    # counts 0:1, 1:1, 2:2 -> [2, 0] (tie between 0 and 1 at count 1: lower index)
+    assert idx.tolist() == [[2, 0], [0, 1]] and counts.tolist() == [[2, 1], [1, 1]]
+
+
+def test_k_validation_names_the_key():
+    with pytest.raises(FclensError, match="decompose.k2: 65; allowed: an integer in 1..64"):
+        check_k(5, 65, 64)
+    with pytest.raises(FclensError, match="k1"):
+        influential_indices(np.ones((2, 4)), np.zeros(2, int), 1, 0, 1)
+
+
+def test_decomposed_logits_match_the_formula():
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(5, 6)), rng.normal(size=(3, 6)), rng.normal(size=3)
+    idx = np.array([[0, 1], [2, 3], [5, 1]])
+    out = decomposed_logits(x, w, b, index_mask(idx, 6))
+    for c in range(3):
+        np.testing.assert_allclose(out[:, c], x[:, idx[c]] @ w[c, idx[c]] + b[c])
+
+
+def test_retraining_keeps_mask_improves_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.normal(size=(300, 8))).astype(np.float32)
+    y = (x[:, 0] > x[:, 1]).astype(int)
+    mask = index_mask(np.array([[0, 2], [1, 3]]), 8)
+    w0, b0 = np.zeros((2, 8), np.float32), np.zeros(2, np.float32)
+    w1, b1 = train_masked_head(x, y, w0, b0, mask, 20, 0.05, 32, seed=3)
+    w2, _ = train_masked_head(x, y, w0, b0, mask, 20, 0.05, 32, seed=3)
+    np.testing.assert_array_equal(w1, w2)
+    assert (w1[~mask] == 0).all()
+    assert ((x @ w1.T + b1).argmax(1) == y).mean() > 0.9
+
+
+def test_ablation_noise_modes_and_blocks():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    mask = np.array([True, False, True])
+    mean, std = np.array([1, 2, 3], np.float32), np.ones(3, np.float32)
+    z = replace(x, mask, "zero", rng, mean, std)
+    assert (z[:, [0, 2]] == 0).all() and (z[:, 1] == x[:, 1]).all()
+    m = replace(x, mask, "train_mean", rng, mean, std)
+    assert (m[:, 0] == 1).all() and (m[:, 2] == 3).all()
+    with pytest.raises(FclensError, match="allowed"):
+        replace(x, mask, "bogus", rng, mean, std)
+    # a head that reads only feature 0: noising set {0} hurts, noising {1} does not
+    xs = rng.normal(size=(500, 2)).astype(np.float32)
+    y = (xs[:, 0] > 0).astype(int)
+    w, b = np.array([[-1.0, 0.0], [1.0, 0.0]]), np.zeros(2)
+    sets = np.array([[True, False], [True, False]])
+    blk = ablation_block(xs, y, w, b, sets, "zero", xs.mean(0), xs.std(0), 0, 2)
+    assert blk["acc_original"] == 1.0
+    assert blk["acc_noise_influential_union"] < 0.6 and blk["acc_noise_noninfluential_union"] == 1.0
+    assert jaccard(sets, ~sets).tolist() == [0.0, 0.0]
+
+
+def test_top_k_indices_ties_lower_index():
+    assert top_k_indices(np.array([[1.0, 2.0, 2.0, 0.0]]), 2).tolist() == [[1, 2]]
