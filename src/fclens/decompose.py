@@ -70,7 +70,7 @@ def train_masked_head(x_tr: np.ndarray, y_tr: np.ndarray, w0: np.ndarray, b0: np
     Starts from the original FC weights restricted to the mask. Deterministic given `seed`.
     """
     g = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(np.ascontiguousarray(x_tr, np.float32))
+    x = torch.tensor(x_tr, dtype=torch.float32)  # a copy: Parquet-backed arrays are read-only
     y = torch.from_numpy(y_tr.astype(np.int64))
     m = torch.from_numpy(mask.astype(np.float32))
     w = torch.nn.Parameter(torch.from_numpy(w0.astype(np.float32)) * m)
