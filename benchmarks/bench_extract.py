@@ -48,7 +48,7 @@ def main():
     res = {"n_images": N, "model": "cifar_resnet20", "machine": machine()}
     res["naive_img_per_s"] = forward_rate(build_model(spec("cifar_resnet20")), x, 1000, False)
     grid = {}
-    for bs in (32, 64, 128, 256):
+    for bs in (32, 64, 128):
         for cl in (False, True):
             grid[f"bs{bs}_{'cl' if cl else 'nchw'}"] = forward_rate(
                 build_model(spec("cifar_resnet20")), x, bs, cl)
