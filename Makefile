@@ -13,7 +13,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 venv: $(VENV)/.installed
 
 repro: venv
-	dvc repro
+	$(PY) benchmarks/repro_timed.py
 
 test: venv
 	$(PY) -m pytest -q

@@ -64,28 +64,37 @@ def main():
     res.update(fp32_grid_img_per_s=grid, best_fp32_config=best, best_fp32_img_per_s=grid[best])
 
     cfg = extract_config(load_params())
-    fp32 = extract(build_model(spec("cifar_resnet20")), uint8_batches(imgs, labels, cfg.batch_size),
-                   cfg)
     bf = ExtractConfig(**{**cfg.__dict__, "amp": "bf16"})
+    n_bf = N // 5  # bf16 is slow on CPUs without native bf16; its error needs few images
     with tempfile.TemporaryDirectory() as d:
-        paths = {}
-        for name, c in (("fp32", cfg), ("bf16", bf)):
-            paths[name] = Path(d) / f"{name}.parquet"
-            with FeatureWriter(paths[name], 64, c.row_group_size) as w:
-                r = extract(build_model(spec("cifar_resnet20")),
-                            uint8_batches(imgs, labels, c.batch_size), c, w)
-            res[f"{'stage' if name == 'fp32' else 'bf16'}_img_per_s"] = r.images_per_s
-            res[f"{name}_acc"] = r.accuracy
+        paths = {name: Path(d) / f"{name}.parquet" for name in ("fp32", "bf16", "fp32_sub")}
+
+        def stage(c: ExtractConfig, n: int, path: Path | None):
+            model = build_model(spec("cifar_resnet20"))
+            batches = uint8_batches(imgs[:n], labels[:n], c.batch_size)
+            if path is None:
+                return extract(model, batches, c)
+            with FeatureWriter(path, 64, c.row_group_size) as w:
+                return extract(model, batches, c, w)
+
+        # best of 3, like the forward grid: the same treatment for every figure on a noisy host
+        runs = [stage(cfg, N, paths["fp32"]) for _ in range(3)]
+        res["stage_img_per_s"] = max(r.images_per_s for r in runs)
+        res["fp32_acc"] = runs[0].accuracy
+        res["stage_no_write_img_per_s"] = max(stage(cfg, N, None).images_per_s for _ in range(3))
+        r16 = stage(bf, n_bf, paths["bf16"])
+        r32 = stage(cfg, n_bf, paths["fp32_sub"])
+        res.update(bf16_img_per_s=r16.images_per_s, bf16_acc=r16.accuracy,
+                   fp32_acc_same_images=r32.accuracy, bf16_n_images=n_bf)
         from fclens.extract import read_features
         from fclens.io import read_table
-        f32 = read_features(read_table(paths["fp32"]))[0]
+        f32 = read_features(read_table(paths["fp32_sub"]))[0]
         f16 = read_features(read_table(paths["bf16"]))[0]
         res["bf16_feature_max_abs_err"] = float(np.abs(f32 - f16).max())
         res["bf16_feature_rel_err"] = float(np.linalg.norm(f32 - f16) / np.linalg.norm(f32))
-    res["bf16_acc_change"] = res["bf16_acc"] - res["fp32_acc"]
+    res["bf16_acc_change"] = res["bf16_acc"] - res["fp32_acc_same_images"]
     res["stage_config"] = {"batch_size": cfg.batch_size, "channels_last": cfg.channels_last,
                            "amp": cfg.amp}
-    res["stage_no_write_img_per_s"] = fp32.images_per_s
     res["speedup_vs_naive"] = res["stage_img_per_s"] / res["naive_img_per_s"]
     res["ratio_to_best"] = res["stage_img_per_s"] / res["best_fp32_img_per_s"]
     write_json(OUT / "extract.json", res, digits=4)

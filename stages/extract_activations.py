@@ -4,23 +4,26 @@ from pathlib import Path
 
 from _stage import run
 
-from fclens.data import load_split
-from fclens.extract import FeatureWriter, extract, uint8_batches
+from fclens.data import Split, load_split
+from fclens.extract import FeatureWriter, extract, folder_batches, uint8_batches
 from fclens.io import write_json
 from fclens.models import build_model
-from fclens.params import extract_config, model_spec
+from fclens.params import check_feature_dim, extract_config, model_spec
 
 
 def main(args, p):
     cfg = extract_config(p)
     model = build_model(model_spec(p, args.model), seed=p["seed"])
+    check_feature_dim(p, model.num_features, args.model)  # fail before the long extraction
     out, data = Path(args.out), Path(args.data)
     metrics, seconds, n_total = {}, 0.0, 0
     for split in ("train", "test"):
         s = load_split(data / f"{split}.npz")
         with FeatureWriter(out / f"features_{split}.parquet", model.num_features,
                            cfg.row_group_size) as w:
-            r = extract(model, uint8_batches(s.images, s.labels, cfg.batch_size), cfg, w,
+            batches = (uint8_batches(s.images, s.labels, cfg.batch_size) if isinstance(s, Split)
+                       else folder_batches(s, model, cfg.batch_size, cfg.num_workers))
+            r = extract(model, batches, cfg, w,
                         total=-(-len(s.labels) // cfg.batch_size), desc=f"{args.model} {split}")
         metrics[f"acc_{split}"] = r.accuracy
         metrics[f"n_{split}"] = r.n

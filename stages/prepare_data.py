@@ -1,17 +1,20 @@
-"""Decode a dataset archive once into compact arrays: data/<dataset>/{train,test}.npz."""
+"""Decode a dataset archive once into compact arrays, or index an image folder:
+data/<dataset>/{train,test}.npz."""
 
 from pathlib import Path
 
 from _stage import run
 
-from fclens.data import read_cifar_archive, resolve_archive, save_split
+from fclens.data import read_cifar_archive, resolve_archive, save_split, scan_image_folder
 
 
 def main(args, p):
-    cfg = p["datasets"][args.dataset]
-    archive = resolve_archive(cfg["archive"], cfg["checksum"], cfg.get("download"),
-                              f"params.yaml datasets.{args.dataset}")
-    splits = read_cifar_archive(archive)
+    cfg, where = p["datasets"][args.dataset], f"params.yaml datasets.{args.dataset}"
+    if cfg.get("folder"):
+        splits = scan_image_folder(cfg["folder"], where)
+    else:
+        splits = read_cifar_archive(resolve_archive(cfg["archive"], cfg["checksum"],
+                                                    cfg.get("download"), where))
     out = Path(args.out)
     for name, split in splits.items():
         save_split(out / f"{name}.npz", split)

@@ -28,6 +28,20 @@ def make_jpeg_archive(path: Path, n_per_class: int = 4, classes=("cat", "dog", "
     return path
 
 
+def make_image_folder(root: Path, n_train: int = 4, n_val: int = 2, classes=("n01", "n02", "n03"),
+                      size: int = 40, seed: int = 0) -> Path:
+    """An ImageNet-style folder: root/{train,val}/<class>/*.jpg (size x size, not 32: resized)."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for ci, c in enumerate(classes):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = np.clip(rng.normal(60 * ci + 40, 30, (size, size, 3)), 0, 255)
+                Image.fromarray(img.astype(np.uint8)).save(root / split / c / f"{i:03d}.JPEG",
+                                                           format="JPEG", quality=95)
+    return root
+
+
 @pytest.fixture
 def jpeg_archive(tmp_path):
     return make_jpeg_archive(tmp_path / "tiny.tar.gz")

@@ -1,11 +1,14 @@
 """The whole DVC DAG on a smoke profile: tiny synthetic archive, randomly initialised models.
 
 Builds a throwaway git+DVC repo from the project files, runs `dvc repro`, then an experiment
-that changes one param, and checks caching: what reran, what did not, and what the diff says.
+that changes one param, and checks caching: what reran, what did not, and what the diff says;
+then determinism (a forced second run gives the same metrics), a SIGKILL in the middle of
+extraction, a truncated cached output, and the report.
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, make_jpeg_archive
+from conftest import ROOT, make_image_folder, make_jpeg_archive
 from fclens.io import file_digest
 
 BIN = Path(sys.executable).parent
@@ -30,16 +33,21 @@ def sh(cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     return r
 
 
-def smoke_params(archive: Path) -> dict:
+def smoke_params(archive: Path, folder: Path) -> dict:
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["datasets"] = {"cifar10": {"archive": str(archive),
-                                 "checksum": "sha256:" + file_digest(archive)}}
+                                 "checksum": "sha256:" + file_digest(archive)},
+                     "tinyfolder": {"folder": str(folder)}}
     for name, m in p["models"].items():
         p["models"][name] = {"arch": m["arch"], "weights": "random", "num_classes": 3} \
             if name.startswith("cifar") else {"arch": "tf_efficientnet_lite0", "weights": "random",
                                               "num_classes": 20}
-    p["decompose"].update(epochs=3, k1=3, k2=3)
+    p["models"]["folder_net"] = {"arch": "cifar_resnet8", "weights": "random", "num_classes": 3}
+    p["feature_models"]["folder_net"] = "tinyfolder"
+    p["decompose"].update(epochs=3, k1=3, k2=3, grid={"k1": [1, 3], "k2": [1, 3]})
     p["ablate"]["n_random"] = 2
+    p["explain"].update(n_samples=2, classes=[0, 2], n_correct=1, n_wrong=1, photos=["chelsea"])
+    p["pictures"]["max_tiles"] = 8
     return p
 
 
@@ -51,7 +59,8 @@ def repo(tmp_path_factory):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, d / item)
     (d / "metrics" / "bench").mkdir(parents=True)  # a report input, written by `make bench`
     archive = make_jpeg_archive(tmp_path_factory.mktemp("arch") / "tiny.tar.gz", n_per_class=6)
-    (d / "params.yaml").write_text(yaml.safe_dump(smoke_params(archive), sort_keys=False))
+    folder = make_image_folder(tmp_path_factory.mktemp("folder") / "imgs")
+    (d / "params.yaml").write_text(yaml.safe_dump(smoke_params(archive, folder), sort_keys=False))
     sh("git init -q && dvc init -q && git add -A && git commit -qm init", d)
     sh("dvc repro", d)
     sh("git add -A && git commit -qm repro", d)
@@ -82,7 +91,8 @@ def test_second_repro_does_nothing(repo):
 def test_param_change_reruns_only_downstream_and_diff_shows_it(repo):
     r = sh("dvc exp run -S decompose.epochs=1 -n smoke-e1", repo).stdout
     ran = {line.split("'")[1] for line in r.splitlines() if line.startswith("Running stage")}
-    assert ran and all(s.startswith(("decompose@", "depth_study")) for s in ran), ran
+    assert ran and all(s.startswith(("decompose@", "depth_study", "report")) for s in ran), ran
+    assert {f"decompose@{m}" for m in ("cifar_resnet20", "folder_net")} <= ran
     show = json.loads(sh("dvc exp show --json", repo).stdout)
     assert "smoke-e1" in json.dumps(show)
     diff = json.loads(sh("dvc metrics diff --json HEAD smoke-e1", repo).stdout)
@@ -101,3 +111,130 @@ def test_bad_param_fails_before_work_naming_the_key(repo):
         assert "Traceback" not in r.stderr
     finally:
         sh("git checkout params.yaml", repo)
+
+
+def test_k_above_feature_dim_fails_before_extraction(repo):
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["decompose"]["k2"] = 65
+    (repo / "params.yaml").write_text(yaml.safe_dump(p))
+    try:
+        r = sh("python stages/extract_activations.py --model cifar_resnet20 --data data/cifar10 "
+               "--out /tmp/never --metrics /tmp/never.json", repo, check=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert "decompose.k2: 65 exceeds the feature dimension of cifar_resnet20 (64)" in r.stderr
+        assert not Path("/tmp/never").exists()
+    finally:
+        sh("git checkout params.yaml", repo)
+
+
+TIMING = re.compile(r"seconds|per_s")
+
+
+def _strip_timing(obj):
+    if isinstance(obj, dict):
+        return {k: _strip_timing(v) for k, v in obj.items() if not TIMING.search(k)}
+    return obj
+
+
+def _metrics(repo: Path) -> dict[str, dict]:
+    return {str(f.relative_to(repo)): _strip_timing(json.loads(f.read_text()))
+            for f in sorted((repo / "metrics").rglob("*.json"))}
+
+
+def test_new_stages_outputs(repo):
+    ex = json.loads((repo / "metrics/cifar_resnet20/explain.json").read_text())
+    assert ex["n_images"] == 4 and ex["n_maps"] == 2 * 4 * 6  # 2 methods, 4 images, 6 targets
+    assert ex["gradcam_vs_cam_max_rel_err"] < 1e-4
+    photo = json.loads((repo / "metrics/tf_efficientnet_lite0/explain.json").read_text())
+    assert photo["n_images"] == 1 and "influential" not in photo["targets"]
+    for m in ("cifar_resnet20", "tf_efficientnet_lite0"):
+        for f in ("gradcampp", "smooth_gradcampp"):
+            assert (repo / f"plots/explain/{m}/{f}.png").stat().st_size > 1000
+        for f in ("first_layer_filters", "weight_banding", "fc_matrix"):
+            assert (repo / f"plots/pictures/{m}/{f}.png").stat().st_size > 1000
+    grid = json.loads((repo / "metrics/cifar_resnet20/k_grid.json").read_text())
+    assert set(grid["acc_decomposed"]) == {"k1=1", "k1=3"}
+    folder = json.loads((repo / "metrics/folder_net/extract.json").read_text())
+    assert folder["n_train"] == 12 and folder["n_test"] == 6  # image folder, resized 40 -> 32
+    assert (repo / "metrics/folder_net/ablate.json").exists()
+    assert (repo / "plots/explain/folder_net/gradcampp.png").exists()
+
+
+def test_report_holds_every_metric_file(repo):
+    from fclens.report import _num, _pct
+
+    md = (repo / "report/README.md").read_text()
+    html = (repo / "report/index.html").read_text()
+    for name in ("cifar_resnet20", "cifar_resnet56", "folder_net"):
+        m = lambda f: json.loads((repo / f"metrics/{name}/{f}.json").read_text())  # noqa: E731
+        for needle in (_pct(m("extract")["acc_test"]), _num(m("ald")["kappa_median"]),
+                       _pct(m("decompose")["acc_decomposed_retrained"]),
+                       _pct(m("ablate")["acc_noise_influential_union"]),
+                       _pct(m("k_grid")["best_acc_decomposed"]),
+                       _num(m("explain")["seconds_per_map"])):
+            assert needle in md and needle in html, (name, needle)
+    dep = json.loads((repo / "metrics/depth.json").read_text())
+    assert _num(dep["models"]["cifar_resnet32"]["rel_acc"]) in md
+    assert "../plots/explain/tf_efficientnet_lite0/smooth_gradcampp.png" in html
+
+
+def test_same_params_same_metrics(repo):
+    before = _metrics(repo)
+    sh("dvc repro -f", repo)
+    after = _metrics(repo)
+    assert before.keys() == after.keys() and len(before) > 20
+    for f in before:
+        assert before[f] == after[f], f
+    sh("git checkout -- metrics plots report", repo)  # timing keys differ; keep HEAD's files
+
+
+def test_sigkill_mid_extraction_leaves_nothing_complete(repo):
+    feats = [repo / f"data/cifar_resnet20/features_{s}.parquet" for s in ("train", "test")]
+    digests = [file_digest(f) for f in feats]
+    metrics_before = _metrics(repo)
+    for f in feats:  # what `dvc repro` does before it runs a stage
+        f.unlink()
+    kill_after_first_row_group = (
+        "import os, runpy, signal, sys\n"
+        "import fclens.extract as e\n"
+        "flush = e.FeatureWriter._flush\n"
+        "def killed(self):\n"
+        "    flush(self)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "e.FeatureWriter._flush = killed\n"
+        "sys.argv = ['x', '--model', 'cifar_resnet20', '--data', 'data/cifar10', '--out',\n"
+        "            'data/cifar_resnet20', '--metrics', 'metrics/cifar_resnet20/extract.json']\n"
+        "runpy.run_path('stages/extract_activations.py', run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", kill_after_first_row_group], cwd=repo,
+                       env={**os.environ, "PYTHONPATH": str(repo / "stages")})
+    assert r.returncode == -9  # really killed, mid-write
+    assert not any(f.exists() for f in feats)  # only a temp file may remain
+    status = json.loads(sh("dvc status --json", repo).stdout)
+    assert "extract_activations@cifar_resnet20" in status
+    out = sh("dvc repro", repo).stdout
+    assert "Running stage 'extract_activations@cifar_resnet20'" in out
+    assert [file_digest(f) for f in feats] == digests
+    assert _metrics(repo) == metrics_before
+    sh("git checkout -- metrics", repo)
+
+
+def test_truncated_cached_output_is_detected_with_a_clear_error(repo):
+    f = repo / "data/cifar_resnet20/features_train.parquet"
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    try:
+        status = json.loads(sh("dvc status --json", repo).stdout)
+        assert "extract_activations@cifar_resnet20" in status
+        r = sh("python stages/select_influential.py --features "
+               "data/cifar_resnet20/features_train.parquet --weights "
+               "data/cifar_resnet20/fc_weights.parquet --out /tmp/never.parquet", repo,
+               check=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert "features_train.parquet" in r.stderr and "truncated" in r.stderr
+    finally:
+        f.unlink()
+        sh("dvc checkout -q data/cifar_resnet20/features_train.parquet", repo)
+    from fclens.io import read_table
+
+    assert read_table(f).num_rows == 18  # restored from the DVC cache
+    assert "extract_activations@cifar_resnet20" not in sh("dvc status", repo).stdout

@@ -101,3 +101,22 @@ def test_ablation_noise_modes_and_blocks():
 
 def test_top_k_indices_ties_lower_index():
     assert top_k_indices(np.array([[1.0, 2.0, 2.0, 0.0]]), 2).tolist() == [[1, 2]]
+
+
+def test_accuracy_grid_matches_algorithm1_cell_by_cell():
+    from fclens.decompose import accuracy, decomposed_accuracy_grid
+
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.normal(size=(300, 12)), 0).round(1)  # ties on purpose
+    y = rng.integers(0, 4, 300)
+    w, b = rng.normal(size=(4, 12)), rng.normal(size=4)
+    acc, union = decomposed_accuracy_grid(x[:200], y[:200], x[200:], y[200:], w, b, [1, 3, 12],
+                                          [2, 5])
+    for i, k1 in enumerate([1, 3, 12]):
+        for j, k2 in enumerate([2, 5]):
+            idx, _ = influential_indices(x[:200], y[:200], 4, k1, k2)
+            mask = index_mask(idx, 12)
+            assert acc[i, j] == accuracy(decomposed_logits(x[200:], w, b, mask), y[200:])
+            assert union[i, j] == mask.any(0).sum()
+    with pytest.raises(FclensError, match="decompose.grid"):
+        decomposed_accuracy_grid(x, y, x, y, w, b, [13], [1])

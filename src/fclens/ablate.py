@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .io import FclensError
-from .params import _get, require_int, section_check
-
-NOISE_MODES = ("standard_normal", "feature_stats", "zero", "train_mean")
+from .params import NOISE_MODES  # noqa: F401 (re-exported)
 
 
 def replace(x: np.ndarray, mask: np.ndarray, mode: str, rng: np.random.Generator,
@@ -93,14 +91,3 @@ def per_class_accuracy(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarra
 def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise Jaccard of two (C, D) boolean masks."""
     return (a & b).sum(1) / np.maximum((a | b).sum(1), 1)
-
-
-@section_check("ablate")
-def _check(p: dict) -> None:
-    modes = _get(p, "ablate.noise_modes")
-    if not modes or any(m not in NOISE_MODES for m in modes):
-        raise FclensError(f"params.yaml ablate.noise_modes: {modes!r}; allowed values: "
-                          f"{', '.join(NOISE_MODES)}")
-    if _get(p, "ablate.noise") not in NOISE_MODES:
-        raise FclensError(f"params.yaml ablate.noise: allowed values: {', '.join(NOISE_MODES)}")
-    require_int(p, "ablate.n_random", 0)

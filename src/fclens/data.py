@@ -1,6 +1,9 @@
-"""Dataset sources: CIFAR-10 archives (JPEG export or the official python batches).
+"""Dataset sources: CIFAR-10 archives (JPEG export or the official python batches), and
+ImageNet-style image folders (<root>/train/<class>/*.jpg, <root>/val/<class>/*.jpg).
 
-Decoded once into compact arrays: uint8 images (N, 32, 32, 3), int16 labels, class names.
+An archive is decoded once into compact arrays: uint8 images (N, 32, 32, 3), int16 labels, class
+names. A folder is indexed instead (relative paths, labels, class names): ImageNet does not fit
+in memory decoded, and the resize/crop depends on the model, so extraction decodes it streaming.
 """
 
 from __future__ import annotations
@@ -41,6 +44,48 @@ class Split:
                               f"{self.images.dtype}")
         if len(self.labels) != len(self.images):
             raise FclensError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+
+@dataclass(frozen=True)
+class FolderSplit:
+    root: str
+    paths: np.ndarray  # (N,) str, relative to root
+    labels: np.ndarray  # (N,) int16
+    class_names: tuple[str, ...]  # sorted class folder names: index = position (ImageFolder)
+
+    def path(self, i: int) -> Path:
+        return Path(self.root) / str(self.paths[i])
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_FOLDER_SPLITS = {"train": ("train",), "test": ("val", "test")}
+
+
+def scan_image_folder(root: str | Path, where: str) -> dict[str, FolderSplit]:
+    """Index <root>/train/<class>/* and <root>/val (or test)/<class>/*, sorted, class = folder."""
+    root = Path(root)
+    layout = "<root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg"
+    if not root.is_dir():
+        raise FclensError(f"{root}: not a directory ({where}.folder); expected {layout}")
+    out = {}
+    for split, names in _FOLDER_SPLITS.items():
+        d = next((root / n for n in names if (root / n).is_dir()), None)
+        if d is None:
+            raise FclensError(f"{root}: no {' or '.join(names)}/ subfolder ({where}.folder); "
+                              f"expected {layout}")
+        classes = tuple(sorted(c.name for c in d.iterdir() if c.is_dir()))
+        paths, labels = [], []
+        for i, c in enumerate(classes):
+            files = sorted(f for f in (d / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            paths += [str(f.relative_to(root)) for f in files]
+            labels += [i] * len(files)
+        if not paths:
+            raise FclensError(f"{d}: no images ({', '.join(IMAGE_SUFFIXES)}) in class folders "
+                              f"({where}.folder); expected {layout}")
+        out[split] = FolderSplit(str(root), np.array(paths), np.array(labels, np.int16), classes)
+    if out["train"].class_names != out["test"].class_names:
+        raise FclensError(f"{root}: train and {d.name} have different class folders")
+    return out
 
 
 # ---------------------------------------------------------------- archive resolution + download
@@ -157,19 +202,24 @@ def read_cifar_archive(path: str | Path) -> dict[str, Split]:
 
 # ---------------------------------------------------------------- compact cached form
 
-def save_split(path: str | Path, split: Split) -> None:
+def save_split(path: str | Path, split: Split | FolderSplit) -> None:
+    data = ({"images": split.images} if isinstance(split, Split)
+            else {"root": np.array(split.root), "paths": split.paths})
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, images=split.images, labels=split.labels,
-                 class_names=np.array(split.class_names))
+        np.savez(f, labels=split.labels, class_names=np.array(split.class_names), **data)
 
 
-def load_split(path: str | Path) -> Split:
+def load_split(path: str | Path) -> Split | FolderSplit:
+    """Decoded arrays (archive datasets) or an index of image files (folder datasets)."""
     path = Path(path)
     if not path.exists():
         raise FclensError(f"{path}: missing; run `dvc repro prepare_data`")
     try:
         with np.load(path) as z:
-            return Split(z["images"], z["labels"], tuple(str(c) for c in z["class_names"]))
+            names = tuple(str(c) for c in z["class_names"])
+            if "paths" in z:
+                return FolderSplit(str(z["root"]), z["paths"], z["labels"], names)
+            return Split(z["images"], z["labels"], names)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise FclensError(f"{path}: unreadable or truncated ({e}); delete it and rerun dvc repro"
                           ) from e

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from .io import FclensError
-from .params import require_choice, require_float, require_int, section_check
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,30 @@ def decomposed_logits(x: np.ndarray, w: np.ndarray, b: np.ndarray, mask: np.ndar
     return x @ (w * mask).T + b
 
 
+def decomposed_accuracy_grid(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray,
+                             y_te: np.ndarray, w: np.ndarray, b: np.ndarray, k1s: list[int],
+                             k2s: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Decomposed test accuracy (no retraining) and union size for every (k1, k2): (K1, K2) each.
+
+    Same indices as `influential_indices` cell by cell: the top-k1 of a stable sort is a prefix
+    of the full sort, so the features are sorted once.
+    """
+    c, d = w.shape
+    for k in (*k1s, *k2s):
+        check_k(k, k, d, "params.yaml decompose.grid")
+    order = np.argsort(-x_tr, axis=1, kind="stable")[:, :max(k1s)]  # (N, max k1)
+    acc = np.zeros((len(k1s), len(k2s)))
+    union = np.zeros((len(k1s), len(k2s)), dtype=np.int64)
+    for i, k1 in enumerate(k1s):
+        flat = (y_tr.astype(np.int64)[:, None] * d + order[:, :k1]).ravel()
+        ranked = top_k_indices(np.bincount(flat, minlength=c * d).reshape(c, d), max(k2s))
+        for j, k2 in enumerate(k2s):
+            mask = index_mask(ranked[:, :k2], d)
+            acc[i, j] = accuracy(decomposed_logits(x_te, w, b, mask), y_te)
+            union[i, j] = mask.any(0).sum()
+    return acc, union
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean())
 
@@ -93,16 +116,6 @@ def train_masked_head(x_tr: np.ndarray, y_tr: np.ndarray, w0: np.ndarray, b0: np
             on_epoch(epoch, {"train_loss": tot / len(x), "train_acc": correct / len(x),
                              "w": (w * m).detach().numpy(), "b": b.detach().numpy()})
     return (w * m).detach().numpy(), b.detach().numpy()
-
-
-@section_check("decompose")
-def _check(p: dict) -> None:
-    require_int(p, "decompose.k1", 1)
-    require_int(p, "decompose.k2", 1)
-    require_int(p, "decompose.epochs", 0)
-    require_float(p, "decompose.lr", 0.0)
-    require_int(p, "decompose.batch_size", 1)
-    require_choice(p, "decompose.optimizer", ("adam", "sgd"))
 
 
 def read_influential(table, n_classes: int) -> np.ndarray:

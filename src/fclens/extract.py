@@ -35,6 +35,7 @@ class ExtractConfig:
     channels_last: bool = True
     amp: str = "none"  # none | bf16 | fp16 (fp16 only on CUDA)
     num_threads: int = 0  # 0 = leave torch's default
+    num_workers: int = 2  # decoding processes for image-folder datasets
     row_group_size: int = 10_000
     pin_memory: bool = True  # only used on CUDA
 
@@ -105,6 +106,46 @@ def uint8_batches(images: np.ndarray, labels: np.ndarray, batch_size: int
     y = torch.from_numpy(labels.astype(np.int64))
     for i in range(0, len(x), batch_size):
         yield x[i:i + batch_size], y[i:i + batch_size]
+
+
+def uint8_transform(model: nn.Module):
+    """The model's timm eval preprocessing (resize, center crop) ending in uint8 (3, H, W):
+    normalization happens on the compute device, as for in-memory arrays."""
+    from timm.data import create_transform, resolve_model_data_config
+    from torchvision.transforms import Compose, PILToTensor
+
+    tf = create_transform(**resolve_model_data_config(model), is_training=False)
+    steps = [t for t in tf.transforms if type(t).__name__ not in
+             ("ToTensor", "MaybeToTensor", "Normalize")]
+    return Compose([*steps, PILToTensor()])
+
+
+class _FolderImages(torch.utils.data.Dataset):
+    def __init__(self, split, transform) -> None:
+        self.split, self.transform = split, transform
+
+    def __len__(self) -> int:
+        return len(self.split.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path = self.split.path(i)
+        try:
+            with Image.open(path) as im:
+                x = self.transform(im.convert("RGB"))  # (3, H, W) uint8
+        except OSError as e:
+            raise FclensError(f"{path}: cannot decode image ({e})") from e
+        return x.permute(1, 2, 0), int(self.split.labels[i])  # (H, W, 3)
+
+
+def folder_batches(split, model: nn.Module, batch_size: int, num_workers: int
+                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Image-folder split -> (B, H, W, 3) uint8 batches decoded by `num_workers` processes."""
+    loader = torch.utils.data.DataLoader(
+        _FolderImages(split, uint8_transform(model)), batch_size=batch_size, shuffle=False,
+        num_workers=num_workers, persistent_workers=False)
+    yield from loader
 
 
 class _Normalize(nn.Module):

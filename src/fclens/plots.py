@@ -15,9 +15,19 @@ from .ald import ald_logpdf  # noqa: E402
 from .io import atomic_path  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, palette: bool = False) -> None:
+    """palette=True: 256-colour PNG, 3-4x smaller for photo-like figures kept in git."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None})
+        if palette:
+            import io
+
+            from PIL import Image
+
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=90)
+            Image.open(buf).convert("RGB").quantize(256).save(tmp, format="PNG", optimize=True)
+        else:
+            fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None})
     plt.close(fig)
 
 
@@ -117,3 +127,59 @@ def plot_heatmap(values: np.ndarray, xlabels, ylabels, title: str, path: Path) -
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_cam_grid(images: np.ndarray, maps: np.ndarray, row_labels: list[str],
+                  col_labels: list[str], title: str, path: Path) -> None:
+    """images (N, H, W, 3) uint8; maps (N, K, H, W) in [0, 1]: original, then one overlay per map."""
+    n, k = maps.shape[:2]
+    fig, axes = plt.subplots(n, k + 1, figsize=(1.1 * (k + 1), 1.15 * n + 0.5), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(images[i], interpolation="nearest")
+        axes[i, 0].set_ylabel(row_labels[i], fontsize=6, rotation=0, ha="right", va="center")
+        for j in range(k):
+            axes[i, j + 1].imshow(images[i], interpolation="nearest")
+            axes[i, j + 1].imshow(maps[i, j], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    for j, label in enumerate(["image", *col_labels]):
+        axes[0, j].set_title(label, fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    _save(fig, path, palette=True)
+
+
+def plot_tiles(tiles: np.ndarray, title: str, path: Path, cols: int = 16) -> None:
+    """tiles (N, h, w, 3) in [0, 1] as a grid."""
+    n = len(tiles)
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(0.6 * cols, 0.6 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for t, ax in zip(tiles, axes.ravel()):
+        ax.imshow(np.clip(t, 0, 1), interpolation="nearest")
+    fig.suptitle(title, fontsize=8)
+    _save(fig, path)
+
+
+def plot_fc_matrix(w: np.ndarray, class_order: np.ndarray, tree_order: np.ndarray,
+                   names: list[str], path: Path) -> None:
+    """Left: W with clustered classes, columns by mean split-tree rank over classes.
+    Right: each class's row in its own split-tree order ('+' chain first)."""
+    lim = float(np.quantile(np.abs(w), 0.99)) or 1.0
+    global_cols = np.argsort(np.argsort(tree_order, axis=1).mean(0), kind="stable")
+    panels = [(w[class_order][:, global_cols], "columns: mean split-tree rank"),
+              (np.take_along_axis(w, tree_order, 1)[class_order], "each row in its own tree order")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4 if len(w) <= 20 else 6))
+    for ax, (m, t) in zip(axes, panels):
+        im = ax.imshow(m, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                       interpolation="nearest")
+        ax.set_title(t, fontsize=8)
+        ax.set_xlabel("penultimate feature")
+        if len(w) <= 20:
+            ax.set_yticks(range(len(w)), [names[c][:14] for c in class_order], fontsize=6)
+    axes[0].set_ylabel("class (clustered)")
+    fig.colorbar(im, ax=axes, label="FC weight", shrink=0.8)
+    _save(fig, path, palette=True)

@@ -141,6 +141,47 @@ def build_markdown(root: Path, params: dict) -> str:
                   + ("rises monotonically with depth." if mono else
                      "does **not** rise monotonically with depth."), "",
                   "![depth](../plots/depth.png)"]
+    rows = []
+    for name in feat:
+        g = _load(m / name / "k_grid.json")
+        if g:
+            rows.append([name, _pct(g["acc_original"]), _pct(g["best_acc_decomposed"]),
+                         f"{g['best_k1']}/{g['best_k2']}",
+                         " ".join(f"{_pct(v)}" for v in g["acc_decomposed"][f"k1={g['k1'][-1]}"]
+                                  .values())])
+    if rows:
+        lines += ["", "## k1 x k2 grid (decomposed accuracy, no retraining)", ""]
+        lines += _table(["model", "original", "best decomposed", "best k1/k2",
+                         "largest k1, k2 = " + ", ".join(str(k) for k in g["k2"])], rows)
+        lines += [""] + [f"![{n} k grid](../plots/{n}/k_grid.png)" for n in feat
+                         if (root / f"plots/{n}/k_grid.png").exists()]
+    rows, figs = [], []
+    for name in models:
+        e = _load(m / name / "explain.json")
+        if e:
+            rows.append([name, str(e["n_images"]), str(e["n_maps"]),
+                         _num(e["seconds_per_map"]), e["device"],
+                         _num(e["gradcam_vs_cam_max_rel_err"]), ", ".join(e["targets"])])
+            figs += [f"![{name} {mth}](../plots/explain/{name}/{mth}.png)"
+                     for mth in e["methods"] if (root / f"plots/explain/{name}/{mth}.png").exists()]
+    if rows:
+        lines += ["", "## Visual explanations (Grad-CAM++, Smooth Grad-CAM++)", "",
+                  "Targets are linear in the pooled features: the class logit, and unweighted sums "
+                  "of the split tree's terminal neurons, its two root branches and the Algorithm-1 "
+                  "indices. Maps are taken at the map that feeds the global pooling. The last "
+                  "column checks the implementation on the real model: Grad-CAM of a logit must "
+                  "equal ReLU(CAM)/(h·w) for a GAP + linear head.", ""]
+        lines += _table(["model", "images", "maps", "s/map", "device",
+                         "max rel. err Grad-CAM vs CAM", "targets"], rows)
+        lines += [""] + figs
+    pics = [f"![{name} {kind}](../plots/pictures/{name}/{kind}.png)" for name in models
+            for kind in ("first_layer_filters", "weight_banding", "fc_matrix")
+            if (root / f"plots/pictures/{name}/{kind}.png").exists()]
+    if pics:
+        lines += ["", "## Parameters as pictures", "",
+                  "First-layer filters; weight banding (per-neuron NMF of the last spatial "
+                  "convolution, Distill 2021); the FC matrix with clustered classes and columns "
+                  "in split-tree order.", ""] + pics
     bench = m / "bench"
     if bench.exists():
         lines += ["", "## Benchmarks (`make bench`)", ""]

