@@ -11,7 +11,7 @@ from _common import OUT, machine
 from scipy import stats
 
 from fclens.ald import compare_families, fit_ald
-from fclens.extract import read_fc_weights
+from fclens.tables import read_fc_weights
 from fclens.io import read_table, write_json
 
 N_SCIPY = 20

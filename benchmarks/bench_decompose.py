@@ -7,7 +7,7 @@ from _common import OUT, machine
 
 from fclens.ablate import ablation_block
 from fclens.decompose import index_mask, influential_indices
-from fclens.extract import read_fc_weights, read_features
+from fclens.tables import read_fc_weights, read_features
 from fclens.io import read_table, write_json
 from fclens.params import load_params
 

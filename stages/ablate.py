@@ -9,7 +9,7 @@ from _stage import run
 
 from fclens.ablate import ablation_block, jaccard, per_class_accuracy
 from fclens.decompose import read_influential, accuracy, decomposed_logits, index_mask, top_k_indices
-from fclens.extract import read_fc_weights, read_features
+from fclens.tables import read_fc_weights, read_features
 from fclens.io import read_table, write_json, write_table
 from fclens.trees import chain_rank
 

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 from _stage import run
 
-from fclens.extract import read_fc_weights
+from fclens.tables import read_fc_weights
 from fclens.io import read_table, write_json, write_table
 from fclens.plots import plot_sorted_by_branch
 from fclens.trees import build_trees, terminals

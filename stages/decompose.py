@@ -7,7 +7,7 @@ from _stage import run
 from dvclive import Live
 
 from fclens.decompose import read_influential, accuracy, decomposed_logits, index_mask, train_masked_head
-from fclens.extract import read_fc_weights, read_features
+from fclens.tables import read_fc_weights, read_features
 from fclens.io import read_table, write_json
 
 

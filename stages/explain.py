@@ -15,7 +15,8 @@ from fclens.data import Split, load_split
 from fclens.decompose import read_influential
 from fclens.explain import (METHOD_TITLES, class_activation_map, class_targets, compute_cams,
                             pick_images)
-from fclens.extract import _Normalize, read_fc_weights, resolve_device, uint8_transform
+from fclens.extract import _Normalize, resolve_device, uint8_transform
+from fclens.tables import read_fc_weights
 from fclens.io import FclensError, read_table, write_json
 from fclens.models import build_model
 from fclens.params import model_spec
@@ -134,4 +135,4 @@ if __name__ == "__main__":
             ap.add_argument(f"--{k}", required=True)
         for k in ("data", "features", "influential"):
             ap.add_argument(f"--{k}")
-    run("explain", main, add)
+    run("explain", main, add, builds_models=True)

@@ -39,4 +39,5 @@ def main(args, p):
 if __name__ == "__main__":
     run("extract_activations", main, lambda ap: (
         ap.add_argument("--model", required=True), ap.add_argument("--data", required=True),
-        ap.add_argument("--out", required=True), ap.add_argument("--metrics", required=True)))
+        ap.add_argument("--out", required=True), ap.add_argument("--metrics", required=True)),
+        builds_models=True)

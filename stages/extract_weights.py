@@ -16,4 +16,5 @@ def main(args, p):
 
 if __name__ == "__main__":
     run("extract_weights", main, lambda ap: (ap.add_argument("--model", required=True),
-                                             ap.add_argument("--out", required=True)))
+                                             ap.add_argument("--out", required=True)),
+        builds_models=True)

@@ -9,7 +9,7 @@ import pyarrow as pa
 from _stage import run
 
 from fclens.ald import DEGENERATE, FAMILIES, compare_families
-from fclens.extract import read_fc_weights
+from fclens.tables import read_fc_weights
 from fclens.io import read_table, write_json, write_table
 from fclens.plots import plot_ald_classes, plot_kappa_hist
 

@@ -7,7 +7,7 @@ import pandas as pd
 from _stage import run
 
 from fclens.decompose import decomposed_accuracy_grid
-from fclens.extract import read_fc_weights, read_features
+from fclens.tables import read_fc_weights, read_features
 from fclens.io import atomic_path, read_table, write_json
 from fclens.plots import plot_heatmap
 

@@ -22,4 +22,5 @@ def main(args, p):
 
 if __name__ == "__main__":
     run("prepare_data", main, lambda ap: (ap.add_argument("--dataset", required=True),
-                                          ap.add_argument("--out", required=True)))
+                                          ap.add_argument("--out", required=True)),
+        builds_models=True)

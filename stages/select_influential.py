@@ -5,7 +5,7 @@ import pyarrow as pa
 from _stage import run
 
 from fclens.decompose import check_k, influential_indices
-from fclens.extract import feature_dim_of, read_features
+from fclens.tables import feature_dim_of, read_features
 from fclens.io import read_table, write_table
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from _stage import run
 
-from fclens.extract import read_fc_weights
+from fclens.tables import read_fc_weights
 from fclens.io import read_table
 from fclens.models import build_model
 from fclens.params import model_spec
@@ -32,4 +32,5 @@ def main(args, p):
 
 if __name__ == "__main__":
     run("weights_pictures", main, lambda ap: [ap.add_argument(f"--{k}", required=True)
-                                              for k in ("model", "weights", "trees", "out")])
+                                              for k in ("model", "weights", "trees", "out")],
+        builds_models=True)

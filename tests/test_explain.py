@@ -142,3 +142,15 @@ def test_weight_pictures():
     assert tiles.min() >= 0 and np.isclose(tiles.reshape(5, -1).max(1), 1).all()
     dw, how = banding_tiles(np.random.default_rng(0).normal(size=(7, 1, 3, 3)), 4)
     assert dw.shape == (4, 3, 3, 3) and "signed" in how
+
+
+def test_token_models_are_refused_with_a_clear_error():
+    from fclens.io import FclensError
+
+    class Tokens(torch.nn.Module):  # a ViT-like model: forward_features gives (B, N, C)
+        def forward_features(self, x):
+            return x.flatten(2).transpose(1, 2)
+
+    with pytest.raises(FclensError, match="NCHW spatial map"):
+        compute_cams(Tokens(), _x(1), np.zeros((1, 1, 3), np.float32),
+                     np.zeros((1, 1), np.float32))

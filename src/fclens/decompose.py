@@ -10,8 +10,6 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .io import FclensError
 
@@ -92,6 +90,9 @@ def train_masked_head(x_tr: np.ndarray, y_tr: np.ndarray, w0: np.ndarray, b0: np
 
     Starts from the original FC weights restricted to the mask. Deterministic given `seed`.
     """
+    import torch  # here, not at the top: the other stages using this module need no torch
+    import torch.nn.functional as F
+
     g = torch.Generator().manual_seed(seed)
     x = torch.tensor(x_tr, dtype=torch.float32)  # a copy: Parquet-backed arrays are read-only
     y = torch.from_numpy(y_tr.astype(np.int64))

@@ -77,6 +77,7 @@ def compute_cams(model: nn.Module, x: torch.Tensor, m: np.ndarray, c: np.ndarray
     if x.shape[0] != b or c.shape != (b, k):
         raise FclensError(f"targets for {m.shape[:2]} (image, target) pairs, "
                           f"{x.shape[0]} images and constants of shape {c.shape}")
+    _check_spatial(model, x[:1])
     dev = x.device
     tm = TargetModel(model, torch.from_numpy(m.reshape(b * k, d)),
                      torch.from_numpy(c.reshape(b * k))).to(dev).eval()
@@ -97,6 +98,15 @@ def compute_cams(model: nn.Module, x: torch.Tensor, m: np.ndarray, c: np.ndarray
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
     return CamResult(torch.stack(out, 1).numpy(), seconds)
+
+
+def _check_spatial(model: nn.Module, x: torch.Tensor) -> None:
+    with torch.inference_mode():
+        fmap = model.forward_features(x)
+    fmt = getattr(model, "output_fmt", "NCHW")
+    if fmap.ndim != 4 or str(fmt) not in ("NCHW", "Format.NCHW"):
+        raise FclensError(f"{type(model).__name__}: forward_features gives {tuple(fmap.shape)} "
+                          f"({fmt}); CAMs need an NCHW spatial map (CNNs), not tokens")
 
 
 def _unit_range(maps: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .io import FclensError, atomic_path, fixed_list_array
+from .tables import (feature_dim_of, fc_weights_table, read_fc_weights,  # noqa: F401 (re-exported)
+                     read_features)
 
 log = logging.getLogger(__name__)
 
@@ -76,27 +78,6 @@ def fc_weights(model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
     b = (fc.bias.detach().float().cpu().numpy() if fc.bias is not None
          else np.zeros(w.shape[0], np.float32))
     return w, b
-
-
-def fc_weights_table(w: np.ndarray, b: np.ndarray, names: list[str]) -> pa.Table:
-    if len(names) != w.shape[0]:
-        raise FclensError(f"{len(names)} class names for {w.shape[0]} classes")
-    return pa.table({
-        "class_index": pa.array(np.arange(w.shape[0], dtype=np.int32)),
-        "class_name": pa.array(names, pa.string()),
-        "bias": pa.array(b.astype(np.float32)),
-        "weight": fixed_list_array(w),
-    })
-
-
-def read_fc_weights(table: pa.Table) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from .io import list_column_to_numpy
-
-    order = np.argsort(table["class_index"].to_numpy())
-    w = list_column_to_numpy(table["weight"])[order]
-    b = table["bias"].to_numpy().astype(np.float32)[order]
-    names = [table["class_name"][int(i)].as_py() for i in order]
-    return w, b, names
 
 
 def uint8_batches(images: np.ndarray, labels: np.ndarray, batch_size: int
@@ -273,24 +254,3 @@ def extract(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor
     res.seconds = time.perf_counter() - t0
     res.n = offset
     return res
-
-
-def read_features(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """features_*.parquet -> X (N, D) float32, labels (N,) int64, preds (N,) int64."""
-    from .io import list_column_to_numpy
-
-    x = list_column_to_numpy(table["features"])
-    return (x, table["label"].to_numpy().astype(np.int64),
-            table["pred"].to_numpy().astype(np.int64))
-
-
-def feature_dim_of(path: str | Path) -> int:
-    """D from a features Parquet's schema, without reading the data."""
-    from .io import read_table
-
-    try:
-        t = pq.read_schema(path).field("features").type
-    except (pa.ArrowException, OSError, KeyError) as e:
-        read_table(path)  # raises the readable error
-        raise FclensError(f"{path}: no 'features' column") from e
-    return t.list_size

@@ -60,7 +60,7 @@ def require_bool(d: dict, key: str) -> bool:
     return v
 
 
-def validate(p: dict) -> None:
+def validate(p: dict, check_archs: bool = True) -> None:
     """Check every section this project reads. Raises FclensError naming the first bad key."""
     require_int(p, "seed", 0)
     datasets = _get(p, "datasets")
@@ -78,7 +78,9 @@ def validate(p: dict) -> None:
                 _get(p, f"datasets.{name}.download.{k}")
     models = _get(p, "models")
     for name, d in models.items():
-        check_arch(ModelSpec.from_params(name, d))
+        spec = ModelSpec.from_params(name, d)
+        if check_archs:
+            check_arch(spec)
         if d.get("checksum"):
             parse_checksum(d["checksum"], f"params.yaml models.{name}.checksum")
     for m, ds in (_get(p, "feature_models") or {}).items():
@@ -225,7 +227,7 @@ def check_arch(spec: ModelSpec) -> None:
             f"cifar_resnet<6n+2> or a timm model name (timm.list_models())")
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> dict:
+def load_params(path: str | Path = PARAMS_FILE, check_archs: bool = True) -> dict:
     path = Path(path)
     if not path.exists():
         raise FclensError(f"{path}: not found; run from the project root")
@@ -235,7 +237,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict:
         raise FclensError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(p, dict):
         raise FclensError(f"{path}: expected a mapping at the top level")
-    validate(p)
+    validate(p, check_archs)
     return p
 
 

@@ -15,11 +15,12 @@ def _load(path: Path) -> dict | None:
 
 
 def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
+    return "n/a" if x is None else x if isinstance(x, str) else f"{100 * x:.2f}%"
 
 
 def _num(x, fmt: str = ".3g") -> str:
-    return "n/a" if x is None else format(x, fmt)
+    """None (NaN in the JSON) -> n/a; "inf"/"-inf" strings as they are."""
+    return "n/a" if x is None else x if isinstance(x, str) else format(x, fmt)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -136,11 +137,14 @@ def build_markdown(root: Path, params: dict) -> str:
                           _num(v["rel_acc_retrained"]), _pct(v["damage_influential"]),
                           _pct(v["damage_noninfluential"])] for k, v in dep["models"].items()])
         rel = [v["rel_acc"] for v in sorted(dep["models"].values(), key=lambda v: v["depth"])]
-        mono = all(b >= a for a, b in zip(rel, rel[1:]))
+        if any(r is None for r in rel):
+            verdict = "is undefined for some models (original accuracy 0), so it cannot say."
+        elif all(b >= a for a, b in zip(rel, rel[1:])):
+            verdict = "rises monotonically with depth."
+        else:
+            verdict = "does **not** rise monotonically with depth."
         lines += ["", "The paper claims deeper models decompose better; here relative accuracy "
-                  + ("rises monotonically with depth." if mono else
-                     "does **not** rise monotonically with depth."), "",
-                  "![depth](../plots/depth.png)"]
+                  + verdict, "", "![depth](../plots/depth.png)"]
     rows = []
     for name in feat:
         g = _load(m / name / "k_grid.json")
