@@ -120,3 +120,34 @@ def test_accuracy_grid_matches_algorithm1_cell_by_cell():
             assert union[i, j] == mask.any(0).sum()
     with pytest.raises(FclensError, match="decompose.grid"):
         decomposed_accuracy_grid(x, y, x, y, w, b, [13], [1])
+
+
+def test_finetune_keeps_the_mask_and_is_deterministic():
+    import torch
+
+    from fclens.finetune import finetune_decomposed
+    from fclens.models.cifar_resnet import CifarResNet
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 24)
+    mask = np.zeros((3, 16), bool)
+    mask[[0, 0, 1, 2, 2], [1, 5, 7, 0, 15]] = True
+    states, losses = [], []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = CifarResNet(8, num_classes=3, width=4)
+        w0 = model.linear.weight.detach().numpy().copy()
+        conv0 = model.conv1.weight.detach().clone()
+        b0 = model.linear.bias.detach().numpy().copy()
+        log = []
+        out = finetune_decomposed(model, images, labels, mask, w0, b0, epochs=2, lr=1e-2,
+                                  batch_size=8, seed=3, device="cpu",
+                                  on_epoch=lambda e, info: log.append(info["train_loss"]))
+        w = out.linear.weight.detach().numpy()
+        assert (w[~mask] == 0).all() and (w[mask] != w0[mask]).any()
+        assert not torch.equal(out.conv1.weight, conv0) and not out.training
+        states.append({k: v.clone() for k, v in out.state_dict().items()})
+        losses.append(log)
+    assert len(losses[0]) == 2 and losses[0] == losses[1]
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -146,6 +146,9 @@ def _check_decompose(p: dict) -> None:
     require_float(p, "decompose.lr", 0.0)
     require_int(p, "decompose.batch_size", 1)
     require_choice(p, "decompose.optimizer", OPTIMIZERS)
+    require_int(p, "decompose.finetune.epochs", 0)
+    require_float(p, "decompose.finetune.lr", 0.0)
+    require_int(p, "decompose.finetune.batch_size", 1)
     _int_list(p, "decompose.grid.k1")
     _int_list(p, "decompose.grid.k2")
 
