@@ -152,8 +152,8 @@ def build_markdown(root: Path, params: dict) -> str:
         if g:
             rows.append([name, _pct(g["acc_original"]), _pct(g["best_acc_decomposed"]),
                          f"{g['best_k1']}/{g['best_k2']}",
-                         " ".join(f"{_pct(v)}" for v in g["acc_decomposed"][f"k1={g['k1'][-1]}"]
-                                  .values())])
+                         " ".join(_pct(g["acc_decomposed"][f"k1={g['k1'][-1]}"][f"k2={k}"])
+                                  for k in g["k2"])])
     if rows:
         lines += ["", "## k1 x k2 grid (decomposed accuracy, no retraining)", ""]
         lines += _table(["model", "original", "best decomposed", "best k1/k2",
