@@ -188,7 +188,7 @@ def test_same_params_same_metrics(repo):
     assert before.keys() == after.keys() and len(before) > 20
     for f in before:
         assert before[f] == after[f], f
-    sh("git checkout -- metrics plots report", repo)  # timing keys differ; keep HEAD's files
+    sh("git checkout -- . && dvc checkout -q", repo)  # timing keys differ: back to HEAD's run
 
 
 def test_sigkill_mid_extraction_leaves_nothing_complete(repo):
@@ -220,7 +220,7 @@ def test_sigkill_mid_extraction_leaves_nothing_complete(repo):
     assert "Running stage 'extract_activations@cifar_resnet20'" in out
     assert [file_digest(f) for f in feats] == digests  # the same bytes
     assert _metrics(repo) == metrics_before
-    sh("git checkout -- metrics", repo)
+    sh("git checkout -- . && dvc checkout -q", repo)
 
 
 def test_truncated_cached_output_is_detected_with_a_clear_error(repo):
@@ -242,4 +242,4 @@ def test_truncated_cached_output_is_detected_with_a_clear_error(repo):
     from fclens.io import read_table
 
     assert read_table(f).num_rows == 18  # restored from the DVC cache
-    assert "extract_activations@cifar_resnet20" not in sh("dvc status", repo).stdout
+    assert "features_train.parquet" not in sh("dvc status", repo).stdout
