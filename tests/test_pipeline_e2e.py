@@ -243,3 +243,10 @@ def test_truncated_cached_output_is_detected_with_a_clear_error(repo):
 
     assert read_table(f).num_rows == 18  # restored from the DVC cache
     assert "features_train.parquet" not in sh("dvc status", repo).stdout
+
+
+def test_plots_show_renders_every_png(repo):
+    sh("dvc plots show -o /tmp/fclens_plots_e2e", repo)  # fails on a bad plot definition
+    html = Path("/tmp/fclens_plots_e2e/index.html").read_text()
+    pngs = list((repo / "plots").rglob("*.png"))
+    assert len(pngs) > 30 and html.count("<img") == len(pngs)
