@@ -11,19 +11,16 @@ import numpy as np
 import torch
 from _stage import run
 
-from fclens.data import Split, load_split
+from fclens.data import IMAGE_SUFFIXES, Split, load_split
 from fclens.decompose import read_influential
 from fclens.explain import (METHOD_TITLES, class_activation_map, class_targets, compute_cams,
                             pick_images)
-from fclens.extract import _Normalize, resolve_device, uint8_transform
+from fclens.extract import load_uint8, normalizer, resolve_device, uint8_transform
 from fclens.tables import read_fc_weights
 from fclens.io import FclensError, read_table, write_json
 from fclens.models import build_model
 from fclens.params import model_spec
 from fclens.plots import plot_cam_grid
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
 
 def dataset_inputs(args, cfg, model, dev, n_classes):
     split = load_split(Path(args.data) / "test.npz")
@@ -48,16 +45,12 @@ def dataset_inputs(args, cfg, model, dev, n_classes):
 
 def _load_uint8(model, images) -> np.ndarray:
     """Paths or PIL images -> (N, H, W, 3) uint8 through the model's eval resize/crop."""
-    from PIL import Image
-
     tf = uint8_transform(model)
-    return np.stack([tf(Image.open(im).convert("RGB") if isinstance(im, Path) else im)
-                     .permute(1, 2, 0).numpy() for im in images])
+    return np.stack([load_uint8(im, tf).numpy() for im in images])
 
 
 def _normalize(model, images: np.ndarray, dev) -> torch.Tensor:
-    norm = _Normalize(model.pretrained_cfg["mean"], model.pretrained_cfg["std"]).to(dev)
-    return norm(torch.from_numpy(images).to(dev)).contiguous()  # (N, 3, H, W)
+    return normalizer(model).to(dev)(torch.from_numpy(images).to(dev)).contiguous()  # (N,3,H,W)
 
 
 def _photos(cfg) -> list[tuple[str, object]]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from _stage import run
 
-from fclens.decompose import decomposed_accuracy_grid
+from fclens.decompose import accuracy, decomposed_accuracy_grid
 from fclens.tables import read_fc_weights, read_features
 from fclens.io import atomic_path, read_table, write_json
 from fclens.plots import plot_heatmap
@@ -18,7 +18,7 @@ def main(args, p):
     x_tr, y_tr, _ = read_features(read_table(Path(args.data) / "features_train.parquet"))
     x_te, y_te, _ = read_features(read_table(Path(args.data) / "features_test.parquet"))
     acc, union = decomposed_accuracy_grid(x_tr, y_tr, x_te, y_te, w, b, k1s, k2s)
-    acc0 = float(((x_te @ w.T + b).argmax(1) == y_te).mean())
+    acc0 = accuracy(x_te @ w.T + b, y_te)
     rows = pd.DataFrame([dict(k1=k1, k2=k2, acc_decomposed=acc[i, j], union_size=union[i, j])
                          for i, k1 in enumerate(k1s) for j, k2 in enumerate(k2s)])
     with atomic_path(args.csv) as tmp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .io import FclensError
-from .params import NOISE_MODES  # noqa: F401 (re-exported)
+from .params import NOISE_MODES
 
 
 def replace(x: np.ndarray, mask: np.ndarray, mode: str, rng: np.random.Generator,

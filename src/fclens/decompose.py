@@ -62,8 +62,8 @@ def decomposed_accuracy_grid(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarra
     of the full sort, so the features are sorted once.
     """
     c, d = w.shape
-    for k in (*k1s, *k2s):
-        check_k(k, k, d, "params.yaml decompose.grid")
+    for k1, k2 in ((min(k1s), min(k2s)), (max(k1s), max(k2s))):
+        check_k(k1, k2, d, "params.yaml decompose.grid")
     order = np.argsort(-x_tr, axis=1, kind="stable")[:, :max(k1s)]  # (N, max k1)
     acc = np.zeros((len(k1s), len(k2s)))
     union = np.zeros((len(k1s), len(k2s)), dtype=np.int64)

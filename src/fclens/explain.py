@@ -126,9 +126,6 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, cls: int) -> np.ndar
 
 # ---------------------------------------------------------------- which targets, which images
 
-TARGET_NAMES = ("logit", "terminal+", "terminal-", "branch+", "branch-", "influential")
-
-
 def _deepest(nodes_c, sign: str) -> np.ndarray:
     """Indices of the deepest node on the all-`sign` path; the root if the tree never split."""
     on_path = nodes_c[nodes_c["path"].str.fullmatch(rf"\{sign}+")]

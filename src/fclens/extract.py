@@ -101,6 +101,19 @@ def uint8_transform(model: nn.Module):
     return Compose([*steps, PILToTensor()])
 
 
+def load_uint8(image, transform) -> torch.Tensor:
+    """A path or PIL image -> (H, W, 3) uint8 through `transform` (see `uint8_transform`)."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        try:
+            with Image.open(image) as im:
+                return transform(im.convert("RGB")).permute(1, 2, 0)
+        except OSError as e:
+            raise FclensError(f"{image}: cannot decode image ({e})") from e
+    return transform(image.convert("RGB")).permute(1, 2, 0)
+
+
 class _FolderImages(torch.utils.data.Dataset):
     def __init__(self, split, transform) -> None:
         self.split, self.transform = split, transform
@@ -109,15 +122,7 @@ class _FolderImages(torch.utils.data.Dataset):
         return len(self.split.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
-        path = self.split.path(i)
-        try:
-            with Image.open(path) as im:
-                x = self.transform(im.convert("RGB"))  # (3, H, W) uint8
-        except OSError as e:
-            raise FclensError(f"{path}: cannot decode image ({e})") from e
-        return x.permute(1, 2, 0), int(self.split.labels[i])  # (H, W, 3)
+        return load_uint8(self.split.path(i), self.transform), int(self.split.labels[i])
 
 
 def folder_batches(split, model: nn.Module, batch_size: int, num_workers: int
@@ -142,6 +147,11 @@ class _Normalize(nn.Module):
             return x
         x = x.permute(0, 3, 1, 2).float()  # (B, 3, H, W), channels_last memory
         return x * self.scale - self.shift
+
+
+def normalizer(model: nn.Module) -> _Normalize:
+    """The model's own input normalization (pretrained_cfg mean/std), applied on the device."""
+    return _Normalize(model.pretrained_cfg["mean"], model.pretrained_cfg["std"])
 
 
 @dataclass
@@ -206,7 +216,7 @@ def prepare_model(model: nn.Module, cfg: ExtractConfig
     dev = resolve_device(cfg.device)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    norm = _Normalize(model.pretrained_cfg["mean"], model.pretrained_cfg["std"]).to(dev)
+    norm = normalizer(model).to(dev)
     model = model.eval().to(dev)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .extract import _Normalize, fc_layer, resolve_device
+from .extract import fc_layer, normalizer, resolve_device
 
 
 def finetune_decomposed(model: nn.Module, images: np.ndarray, labels: np.ndarray,
@@ -32,7 +32,7 @@ def finetune_decomposed(model: nn.Module, images: np.ndarray, labels: np.ndarray
     with torch.no_grad():
         fc.weight.copy_(torch.from_numpy(w).to(dev) * m)
         fc.bias.copy_(torch.from_numpy(b).to(dev))
-    norm = _Normalize(model.pretrained_cfg["mean"], model.pretrained_cfg["std"]).to(dev)
+    norm = normalizer(model).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x = torch.from_numpy(images)  # (N, H, W, 3) uint8
     y = torch.from_numpy(labels.astype(np.int64))

@@ -91,7 +91,8 @@ def build_markdown(root: Path, params: dict) -> str:
         if d and ab:
             rows.append([name, f"{d['k1']}/{d['k2']}", _pct(d["acc_original"]),
                          _pct(d["acc_decomposed"]), _pct(d["acc_decomposed_retrained"]),
-                         _pct(d.get("acc_decomposed_finetuned")), _num(d["rel_acc"]), _pct(ab["acc_noise_influential_per_class"]),
+                         _pct(d.get("acc_decomposed_finetuned")), _num(d["rel_acc"]),
+                         _pct(ab["acc_noise_influential_per_class"]),
                          _pct(ab["acc_noise_noninfluential_per_class"]),
                          _pct(ab["acc_noise_random_per_class"]),
                          _pct(ab["acc_noise_influential_union"]),
