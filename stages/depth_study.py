@@ -1,25 +1,37 @@
 """Relative accuracy and ablation damage against depth for the CIFAR ResNets."""
 
-import re
 from pathlib import Path
 
+import yaml
 from _stage import run
 
-from fclens.io import read_json, write_json
+from fclens.errors import FclensError
+from fclens.io import write_json
 from fclens.plots import plot_depth
+from fclens.report.depth import depth_rows
+
+METRICS = Path("metrics")
+
+
+def check_declared(models: list[str], dvc_yaml: Path = Path("dvc.yaml")) -> None:
+    """Each model's metrics folder must be a dep of this stage in dvc.yaml.
+
+    DVC cannot turn `depth_study.models` into deps, so dvc.yaml lists the folders by hand; a
+    model added to the params without its folder would read files DVC does not track here.
+    """
+    deps = yaml.safe_load(dvc_yaml.read_text())["stages"]["depth_study"]["deps"]
+    declared = {str(d).rstrip("/") for d in deps}
+    missing = [f"{METRICS}/{m}" for m in models if f"{METRICS}/{m}" not in declared]
+    if missing:
+        raise FclensError(f"{dvc_yaml} stages.depth_study.deps: add {', '.join(missing)} "
+                          f"(depth_study.models lists them)")
 
 
 def main(args, p):
-    rows = []
-    for m in p["depth_study"]["models"]:
-        depth = int(re.search(r"(\d+)$", p["models"][m]["arch"]).group(1))
-        dec = read_json(Path("metrics") / m / "decompose.json")
-        abl = read_json(Path("metrics") / m / "ablate.json")
-        rows.append({"model": m, "depth": depth, "acc_original": dec["acc_original"],
-                     "rel_acc": dec["rel_acc"], "rel_acc_retrained": dec["rel_acc_retrained"],
-                     "damage_influential": abl["damage_influential_per_class"],
-                     "damage_noninfluential": abl["damage_noninfluential_per_class"]})
-    rows.sort(key=lambda r: r["depth"])
+    models = list(p.depth_study.models)
+    archs = {m: p.models[m].arch for m in models}
+    check_declared(models)
+    rows = depth_rows(METRICS, models, archs)
     write_json(args.metrics, {"models": {r["model"]: r for r in rows}}, digits=5)
     plot_depth([r["depth"] for r in rows], [r["rel_acc"] for r in rows],
                [r["damage_influential"] for r in rows], [r["damage_noninfluential"] for r in rows],

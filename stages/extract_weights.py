@@ -2,19 +2,15 @@
 
 from _stage import run
 
-from fclens.extract import fc_weights, fc_weights_table
-from fclens.io import write_table
-from fclens.models import build_model, class_names
-from fclens.params import model_spec
+from fclens.extract import fc_head
+from fclens.models.registry import build_model, class_names
+from fclens.tables import write_fc_weights
 
 
-def main(args, p):
-    model = build_model(model_spec(p, args.model), seed=p["seed"])
-    w, b = fc_weights(model)
-    write_table(args.out, fc_weights_table(w, b, class_names(model)))
+def main(a, p):
+    model = build_model(p.model(a.model), seed=p.seed)
+    write_fc_weights(a.out, fc_head(model, class_names(model)))
 
 
 if __name__ == "__main__":
-    run("extract_weights", main, lambda ap: (ap.add_argument("--model", required=True),
-                                             ap.add_argument("--out", required=True)),
-        builds_models=True)
+    run("extract_weights", main, "model out", builds_models=True)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from fclens.data import download, load_split, read_cifar_archive, resolve_archive, save_split
-from fclens.io import FclensError, file_digest
+from fclens.io import file_digest
+from fclens.errors import FclensError
 
 
 def test_jpeg_archive_decodes_sorted_with_alphabetical_labels(jpeg_archive):

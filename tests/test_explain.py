@@ -145,7 +145,7 @@ def test_weight_pictures():
 
 
 def test_token_models_are_refused_with_a_clear_error():
-    from fclens.io import FclensError
+    from fclens.errors import FclensError
 
     class Tokens(torch.nn.Module):  # a ViT-like model: forward_features gives (B, N, C)
         def forward_features(self, x):

@@ -7,7 +7,8 @@ import torch
 from conftest import SHARED
 from fclens.extract import (ExtractConfig, FeatureWriter, extract, fc_weights, fc_weights_table,
                             read_fc_weights, read_features, uint8_batches)
-from fclens.io import FclensError, read_table
+from fclens.io import read_table
+from fclens.errors import FclensError
 from fclens.models import ModelSpec, build_model, load_strict
 from fclens.models.cifar_resnet import CifarResNet
 from fclens.models.efficientnet_lite import convert_state_dict

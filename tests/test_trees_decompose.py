@@ -5,7 +5,7 @@ import pytest
 from fclens.ablate import ablation_block, jaccard, replace
 from fclens.decompose import (check_k, decomposed_logits, index_mask, influential_indices,
                               top_k_indices, train_masked_head)
-from fclens.io import FclensError
+from fclens.errors import FclensError
 from fclens.trees import chain_rank, split_tree, terminals
 
 

@@ -15,6 +15,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .io import FclensError, atomic_path, parse_checksum, verify_checksum
+from .io import atomic_path, parse_checksum, verify_checksum
+from .errors import FclensError
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +81,32 @@ def scan_image_folder(root: str | Path, where: str) -> dict[str, FolderSplit]:
             files = sorted(f for f in (d / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
             paths += [str(f.relative_to(root)) for f in files]
             labels += [i] * len(files)
-        if not paths:
-            raise FclensError(f"{d}: no images ({', '.join(IMAGE_SUFFIXES)}) in class folders "
-                              f"({where}.folder); expected {layout}")
+        if empty := [c for i, c in enumerate(classes) if i not in set(labels)]:
+            raise FclensError(f"{d}: class folders without images ({', '.join(empty[:5])}; "
+                              f"{where}.folder); expected at least one "
+                              f"{'/'.join(IMAGE_SUFFIXES)} file in each class folder")
         out[split] = FolderSplit(str(root), np.array(paths), np.array(labels, np.int16), classes)
-    if out["train"].class_names != out["test"].class_names:
-        raise FclensError(f"{root}: train and {d.name} have different class folders")
+    tr, te = out["train"].class_names, out["test"].class_names
+    if tr != te:
+        raise FclensError(f"{root}: train and {d.name} have different class folders (only in "
+                          f"train: {sorted(set(tr) - set(te))[:5]}, only in {d.name}: "
+                          f"{sorted(set(te) - set(tr))[:5]}); expected the same classes")
+    check_classes(out, str(root))
     return out
+
+
+def check_classes(splits: dict, where: str) -> None:
+    """At least two classes, and every class present in every split (else accuracies and
+    per-class statistics are silently meaningless)."""
+    for name, s in splits.items():
+        n = len(s.class_names)
+        if n < 2:
+            raise FclensError(f"{where}: {name} split has {n} class ({', '.join(s.class_names)}); "
+                              f"expected at least 2 classes")
+        if missing := sorted(set(range(n)) - set(np.unique(s.labels).tolist())):
+            raise FclensError(f"{where}: {name} split has no images of classes "
+                              f"{[s.class_names[i] for i in missing[:5]]}; expected every class "
+                              f"in every split")
 
 
 # ---------------------------------------------------------------- archive resolution + download
@@ -157,12 +178,28 @@ def _read_jpeg_tar(tf: tarfile.TarFile, members: list[tarfile.TarInfo]) -> dict[
     for split in SPLITS:
         rows = sorted(entries[split], key=lambda r: (r[0], r[1]))
         if not rows:
-            raise FclensError(f"archive has no images under */{split}/<class>/")
-        imgs = [np.asarray(Image.open(io.BytesIO(tf.extractfile(m).read())).convert("RGB"))
-                for _, _, m in tqdm(rows, desc=f"decode {split}", mininterval=5)]
+            raise FclensError(f"{tf.name}: no images under */{split}/<class>/*.jpg; expected "
+                              f"the cifar10-jpeg layout <root>/{{train,test}}/<class>/<file>.jpg")
+        imgs = [_decode_member(tf, m) for _, _, m in tqdm(rows, desc=f"decode {split}",
+                                                          mininterval=5)]
+        sizes = {im.shape for im in imgs}
+        if len(sizes) > 1:
+            first = {im.shape: m.name for im, (_, _, m) in zip(imgs, rows)}
+            raise FclensError(f"{tf.name}: images of different sizes in {split} "
+                              f"({'; '.join(f'{k[1]}x{k[0]} e.g. {v}' for k, v in first.items())}"
+                              f"); expected one size (use an image folder dataset for mixed "
+                              f"sizes: it resizes per model)")
         labels = np.array([class_names.index(c) for c, _, _ in rows], dtype=np.int16)
         out[split] = Split(np.stack(imgs), labels, class_names)
     return out
+
+
+def _decode_member(tf: tarfile.TarFile, m: tarfile.TarInfo) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(tf.extractfile(m).read())) as im:
+            return np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise FclensError(f"{tf.name}: member {m.name}: cannot decode as an image ({e})") from None
 
 
 def _read_python_tar(tf: tarfile.TarFile, members: list[tarfile.TarInfo]) -> dict[str, Split]:
@@ -185,19 +222,21 @@ def _read_python_tar(tf: tarfile.TarFile, members: list[tarfile.TarInfo]) -> dic
             "test": split(["test_batch"])}
 
 
-def read_cifar_archive(path: str | Path) -> dict[str, Split]:
-    """Either CIFAR-10 layout, detected from the member names."""
+def read_cifar_archive(path: str | Path) -> tuple[dict[str, Split], str]:
+    """Either CIFAR-10 layout, detected from the member names: (splits, format)."""
     path = Path(path)
     try:
         with tarfile.open(path, "r:*") as tf:
             members = tf.getmembers()
             names = {Path(m.name).name for m in members}
-            if {"batches.meta", "test_batch"} <= names:
-                return _read_python_tar(tf, members)
-            return _read_jpeg_tar(tf, members)
-    except (tarfile.TarError, EOFError, OSError, KeyError, pickle.UnpicklingError) as e:
+            python = {"batches.meta", "test_batch"} <= names
+            splits = _read_python_tar(tf, members) if python else _read_jpeg_tar(tf, members)
+    except (tarfile.TarError, EOFError, OSError, KeyError, ValueError, pickle.UnpicklingError,
+            zlib.error) as e:
         raise FclensError(f"{path}: cannot read as a CIFAR-10 archive ({type(e).__name__}: {e})"
-                          ) from e
+                          ) from None
+    check_classes(splits, str(path))
+    return splits, ("cifar10-python" if python else "cifar10-jpeg")
 
 
 # ---------------------------------------------------------------- compact cached form
@@ -223,3 +262,18 @@ def load_split(path: str | Path) -> Split | FolderSplit:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise FclensError(f"{path}: unreadable or truncated ({e}); delete it and rerun dvc repro"
                           ) from e
+
+
+def prepare(cfg, where: str, out: Path) -> dict:
+    """A params `datasets.<name>` entry -> out/{train,test}.npz; returns what was read
+    (format, source, sizes) for metrics/data/<name>.json."""
+    if cfg.folder is not None:
+        splits, fmt, source = scan_image_folder(cfg.folder, where), "image-folder", cfg.folder
+    else:
+        dl = cfg.download.model_dump() if cfg.download else None
+        source = resolve_archive(cfg.archive, cfg.checksum, dl, where)
+        splits, fmt = read_cifar_archive(source)
+    for name, split in splits.items():
+        save_split(out / f"{name}.npz", split)
+    return {"format": fmt, "source": str(source), "n_classes": len(splits["train"].class_names),
+            **{f"n_{k}": len(s.labels) for k, s in splits.items()}}

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchcam.methods import GradCAM, GradCAMpp, SmoothGradCAMpp
 
-from .io import FclensError
-from .params import CAM_METHODS
+from .constants import CAM_METHODS
+from .data import IMAGE_SUFFIXES
+from .errors import FclensError
+from .extract import load_uint8, normalizer, uint8_transform
+from .tables import Features, Head
+from .trees import branch_node, chain_node
 
 METHODS = dict(zip(CAM_METHODS, (GradCAM, GradCAMpp, SmoothGradCAMpp), strict=True))
-METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
-                 "smooth_gradcampp": "Smooth Grad-CAM++"}
 
 
 class _Features(nn.Module):
@@ -126,38 +130,22 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, cls: int) -> np.ndar
 
 # ---------------------------------------------------------------- which targets, which images
 
-def _deepest(nodes_c, sign: str) -> np.ndarray:
-    """Indices of the deepest node on the all-`sign` path; the root if the tree never split."""
-    on_path = nodes_c[nodes_c["path"].str.fullmatch(rf"\{sign}+")]
-    if on_path.empty:
-        return nodes_c[nodes_c["path"] == ""]["indices"].iloc[0]
-    return on_path.sort_values("depth")["indices"].iloc[-1]
-
-
-def _branch(nodes_c, sign: str) -> np.ndarray:
-    node = nodes_c[nodes_c["path"] == sign]
-    return (node if len(node) else nodes_c[nodes_c["path"] == ""])["indices"].iloc[0]
-
-
-def class_targets(w: np.ndarray, b: np.ndarray, cls: int, nodes, influential: np.ndarray | None
+def class_targets(head: Head, cls: int, nodes: pd.DataFrame, influential: np.ndarray | None
                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(names, m (K, D), c (K,)) for one class: its logit and channel-set sums.
 
-    `nodes` is the tree_nodes table (pandas); `influential` the (C, k2) Algorithm-1 indices or
-    None (models without a dataset). Terminal +/-: the deepest node of the all-'+' / all-'-'
-    chain (the blog's terminal neurons); branch +/-: the root's two children.
+    `nodes` is the tree_nodes table; `influential` the (C, k2) Algorithm-1 indices or None
+    (models without a dataset). Terminal +/-: the deepest node of the all-'+' / all-'-' chain
+    (the blog's terminal neurons); branch +/-: the root's two children.
     """
-    nodes_c = nodes[nodes["class_index"] == cls]
-    if nodes_c.empty:
-        raise FclensError(f"tree_nodes: no nodes for class {cls}")
-    sets = {"terminal+": _deepest(nodes_c, "+"), "terminal-": _deepest(nodes_c, "-"),
-            "branch+": _branch(nodes_c, "+"), "branch-": _branch(nodes_c, "-")}
+    sets = {"terminal+": chain_node(nodes, cls, "+"), "terminal-": chain_node(nodes, cls, "-"),
+            "branch+": branch_node(nodes, cls, "+"), "branch-": branch_node(nodes, cls, "-")}
     if influential is not None:
         sets["influential"] = influential[cls]
     names = ["logit", *sets]
-    m = np.zeros((len(names), w.shape[1]), np.float32)
+    m = np.zeros((len(names), head.dim), np.float32)
     c = np.zeros(len(names), np.float32)
-    m[0], c[0] = w[cls], b[cls]
+    m[0], c[0] = head.w[cls], head.b[cls]
     for row, idx in enumerate(sets.values(), start=1):
         m[row, np.asarray(idx, dtype=np.int64)] = 1.0
     return names, m, c
@@ -171,4 +159,128 @@ def pick_images(labels: np.ndarray, preds: np.ndarray, classes: list[int], n_cor
         mine = labels == c
         picked += list(np.flatnonzero(mine & (preds == c))[:n_correct])
         picked += list(np.flatnonzero(mine & (preds != c))[:n_wrong])
+    if not picked:
+        raise FclensError(f"params.yaml explain.classes {classes} with n_correct={n_correct}, "
+                          f"n_wrong={n_wrong}: no test image matches; expected at least one")
     return np.asarray(picked, dtype=np.int64)
+
+
+@dataclass
+class Inputs:
+    """What to explain: images (N, H, W, 3) uint8, their normalized tensor, the class explained
+    per image, a row label per image, and the Algorithm-1 indices (None without a dataset)."""
+
+    images: np.ndarray
+    x: torch.Tensor
+    cls: np.ndarray
+    rows: list[str]
+    influential: np.ndarray | None
+
+
+def _to_model_input(model: nn.Module, images: list, dev: torch.device
+                    ) -> tuple[np.ndarray, torch.Tensor]:
+    """Paths or PIL images -> (N, H, W, 3) uint8 through the model's eval resize/crop, and the
+    normalized (N, 3, H, W) tensor on `dev`."""
+    tf = uint8_transform(model)
+    arr = np.stack([load_uint8(im, tf).numpy() for im in images])
+    return arr, _normalize(model, arr, dev)
+
+
+def _normalize(model: nn.Module, images: np.ndarray, dev: torch.device) -> torch.Tensor:
+    return normalizer(model).to(dev)(torch.from_numpy(images).to(dev)).contiguous()
+
+
+def dataset_inputs(model: nn.Module, split, test: Features, classes: list[int], n_correct: int,
+                   n_wrong: int, influential: np.ndarray, dev: torch.device) -> Inputs:
+    """Per class in `classes`, the first correctly / wrongly classified test images."""
+    n_classes = len(split.class_names)
+    if bad := [c for c in classes if c >= n_classes]:
+        raise FclensError(f"params.yaml explain.classes: {bad} out of range; expected class "
+                          f"indices in 0..{n_classes - 1}")
+    idx = pick_images(test.labels, test.preds, classes, n_correct, n_wrong)
+    if hasattr(split, "images"):
+        images, x = split.images[idx], _normalize(model, split.images[idx], dev)
+    else:  # image folder: the same resize/crop as extraction
+        images, x = _to_model_input(model, [split.path(i) for i in idx], dev)
+    names, y, pred = split.class_names, test.labels, test.preds
+    rows = [f"{names[y[i]]} ✓" if pred[i] == y[i] else f"{names[y[i]]}→{names[pred[i]]}"
+            for i in idx]
+    return Inputs(images, x, y[idx], rows, influential)
+
+
+def photo_inputs(model: nn.Module, photos: list[str], folder: str | None, max_folder: int,
+                 names: tuple[str, ...], dev: torch.device) -> Inputs:
+    """scikit-image sample photographs (+ a folder of the user's), explained for their top-1."""
+    import skimage.data
+    from PIL import Image
+
+    items = []
+    for name in photos:
+        fn = getattr(skimage.data, name, None)
+        if fn is None or not callable(fn):
+            raise FclensError(f"params.yaml explain.photos: {name!r} is not a scikit-image sample "
+                              f"image; expected e.g. chelsea, coffee, astronaut, rocket")
+        items.append((name, Image.fromarray(fn()).convert("RGB")))
+    if folder:
+        if not Path(folder).is_dir():
+            raise FclensError(f"params.yaml explain.image_folder: {folder} is not a directory")
+        files = sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        items += [(f.stem, f) for f in files[:max_folder]]
+    if not items:
+        raise FclensError("params.yaml explain.photos and explain.image_folder: no images; "
+                          "expected at least one photo name or a folder with images")
+    images, x = _to_model_input(model, [im for _, im in items], dev)
+    with torch.inference_mode():
+        prob, cls = model(x).softmax(1).max(1)
+    rows = [f"{n}: {names[c][:16]} {pp:.0%}" for (n, _), c, pp in
+            zip(items, cls.tolist(), prob.tolist())]
+    return Inputs(images, x, cls.cpu().numpy(), rows, None)
+
+
+@dataclass
+class Explained:
+    targets: list[str]
+    maps: dict[str, np.ndarray]  # method -> (N, K, H, W) in [0, 1]
+    metrics: dict
+    timing: dict
+
+
+def stage_inputs(model: nn.Module, head: Head, cfg, dev: torch.device, data: str | None,
+                 features: str | None, influential: str | None) -> Inputs:
+    """Dataset models (`data` given): test images picked by `cfg` (params explain section);
+    others: the sample photographs and `cfg.image_folder`."""
+    from .data import load_split
+    from .tables import read_features, read_influential
+
+    if not data:
+        return photo_inputs(model, cfg.photos, cfg.image_folder, cfg.max_folder_images,
+                            head.names, dev)
+    test = read_features(features, head.n_classes, head.dim, ("label", "pred"))
+    infl = read_influential(influential, head.n_classes, head.dim).idx
+    return dataset_inputs(model, load_split(Path(data) / "test.npz"), test, cfg.classes,
+                          cfg.n_correct, cfg.n_wrong, infl, dev)
+
+
+def explain(model: nn.Module, head: Head, nodes: pd.DataFrame, inp: Inputs, methods: list[str],
+            n_samples: int, sigma: float, seed: int) -> Explained:
+    """Every method's maps of every target, plus an exact check on the real model:
+    Grad-CAM of a logit == ReLU(CAM) / (h*w) for a GAP + linear head."""
+    per_image = [class_targets(head, int(c), nodes, inp.influential) for c in inp.cls]
+    targets = per_image[0][0]
+    m = np.stack([t[1] for t in per_image])  # (N, K, D)
+    c = np.stack([t[2] for t in per_image])  # (N, K)
+    maps, seconds = {}, {}
+    for method in methods:
+        r = compute_cams(model, inp.x, m, c, method, n_samples, sigma, seed)
+        maps[method], seconds[method] = r.maps, r.seconds / r.n_maps
+    g = compute_cams(model, inp.x, m[:, :1], c[:, :1], "gradcam", raw=True).maps[:, 0]  # (N,h,w)
+    cam = np.stack([class_activation_map(model, inp.x[i:i + 1], int(k))[0]
+                    for i, k in enumerate(inp.cls)])
+    hw = g.shape[-1] * g.shape[-2]
+    err = float(np.abs(g * hw - np.maximum(cam, 0)).max() / max(np.abs(cam).max(), 1e-12))
+    n_maps = len(inp.images) * len(targets) * len(methods)
+    metrics = {"n_maps": n_maps, "device": str(inp.x.device), "n_images": len(inp.images),
+               "targets": targets, "methods": list(methods), "gradcam_vs_cam_max_rel_err": err}
+    timing = {"seconds_per_map": float(np.mean(list(seconds.values()))),
+              "seconds_per_map_by_method": seconds}
+    return Explained(targets, maps, metrics, timing)

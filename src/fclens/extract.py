@@ -7,25 +7,19 @@ channels_last NCHW view for free.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .io import FclensError, atomic_path, fixed_list_array
-from .tables import (feature_dim_of, fc_weights_table, read_fc_weights,  # noqa: F401 (re-exported)
-                     read_features)
+from .errors import FclensError
+from .tables import FeatureWriter, Head
 
-log = logging.getLogger(__name__)
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -71,13 +65,13 @@ def fc_layer(model: nn.Module) -> nn.Linear:
     return fc
 
 
-def fc_weights(model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
-    """(W (C, D), b (C,)) as float32 numpy."""
+def fc_head(model: nn.Module, names: list[str]) -> Head:
+    """The model's FC layer as a Head record (float32 numpy)."""
     fc = fc_layer(model)
-    w = fc.weight.detach().float().cpu().numpy()
+    w = fc.weight.detach().float().cpu().numpy()  # (C, D)
     b = (fc.bias.detach().float().cpu().numpy() if fc.bias is not None
          else np.zeros(w.shape[0], np.float32))
-    return w, b
+    return Head(w, b, tuple(names))
 
 
 def uint8_batches(images: np.ndarray, labels: np.ndarray, batch_size: int
@@ -109,8 +103,8 @@ def load_uint8(image, transform) -> torch.Tensor:
         try:
             with Image.open(image) as im:
                 return transform(im.convert("RGB")).permute(1, 2, 0)
-        except OSError as e:
-            raise FclensError(f"{image}: cannot decode image ({e})") from e
+        except (OSError, ValueError) as e:
+            raise FclensError(f"{image}: cannot decode image ({e})") from None
     return transform(image.convert("RGB")).permute(1, 2, 0)
 
 
@@ -131,7 +125,10 @@ def folder_batches(split, model: nn.Module, batch_size: int, num_workers: int
     loader = torch.utils.data.DataLoader(
         _FolderImages(split, uint8_transform(model)), batch_size=batch_size, shuffle=False,
         num_workers=num_workers, persistent_workers=False)
-    yield from loader
+    try:
+        yield from loader
+    except FclensError as e:  # re-raised from a worker with its traceback in the message
+        raise FclensError(str(e).rsplit("FclensError: ", 1)[-1].strip()) from None
 
 
 class _Normalize(nn.Module):
@@ -162,7 +159,6 @@ class ExtractResult:
     seconds: float = 0.0
     device: str = "cpu"
     feature_dim: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
@@ -171,43 +167,6 @@ class ExtractResult:
     @property
     def images_per_s(self) -> float:
         return self.n / self.seconds if self.seconds else float("nan")
-
-
-class FeatureWriter(contextlib.AbstractContextManager):
-    """Streams rows to Parquet in row groups; the file appears only when the writer closes cleanly."""
-
-    def __init__(self, path: str | Path, dim: int, row_group_size: int) -> None:
-        self.schema = pa.schema([
-            ("index", pa.int64()), ("label", pa.int16()), ("pred", pa.int16()),
-            ("logit_true", pa.float32()), ("features", pa.list_(pa.float32(), dim)),
-        ])
-        self._atomic = atomic_path(path)
-        self._tmp = self._atomic.__enter__()
-        self._writer = pq.ParquetWriter(self._tmp, self.schema)
-        self._rows = row_group_size
-        self._buf: list[pa.RecordBatch] = []
-        self._buffered = 0
-
-    def write(self, index: np.ndarray, label: np.ndarray, pred: np.ndarray,
-              logit_true: np.ndarray, features: np.ndarray) -> None:
-        self._buf.append(pa.record_batch([
-            pa.array(index.astype(np.int64)), pa.array(label.astype(np.int16)),
-            pa.array(pred.astype(np.int16)), pa.array(logit_true.astype(np.float32)),
-            fixed_list_array(features)], schema=self.schema))
-        self._buffered += len(index)
-        if self._buffered >= self._rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._buf:
-            self._writer.write_table(pa.Table.from_batches(self._buf), row_group_size=self._rows)
-            self._buf, self._buffered = [], 0
-
-    def __exit__(self, exc_type, exc, tb) -> bool | None:
-        if exc_type is None:
-            self._flush()
-        self._writer.close()
-        return self._atomic.__exit__(exc_type, exc, tb)
 
 
 def prepare_model(model: nn.Module, cfg: ExtractConfig
@@ -249,6 +208,9 @@ def extract(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor
         feats = feats.float()
         # the stored features must reproduce the model's logits through the FC layer
         err = (feats.double() @ w64.T + b64 - logits.double()).abs().max().item()
+        if not np.isfinite(err):  # max(x, nan) would hide it
+            raise FclensError(f"{desc}: non-finite features or logits in images "
+                              f"{offset}..{offset + len(y) - 1}; expected finite values")
         res.logit_max_abs_err = max(res.logit_max_abs_err, err)
         pred = logits.argmax(1)
         y_dev = y.to(dev, non_blocking=True)
@@ -264,3 +226,35 @@ def extract(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor
     res.seconds = time.perf_counter() - t0
     res.n = offset
     return res
+
+
+def extract_splits(model: nn.Module, data: Path, out: Path, cfg: ExtractConfig, name: str
+                   ) -> tuple[dict, dict]:
+    """Features of data/{train,test}.npz -> out/features_{split}.parquet.
+
+    Returns (metrics, timing). The dataset's classes must be the model's classes.
+    """
+    from .data import Split, load_split
+
+    n_classes = fc_layer(model).out_features
+    metrics: dict = {}
+    seconds, n_total = 0.0, 0
+    for split in ("train", "test"):
+        s = load_split(data / f"{split}.npz")
+        if len(s.class_names) != n_classes:
+            raise FclensError(f"{data / f'{split}.npz'}: {len(s.class_names)} classes "
+                              f"({', '.join(s.class_names[:5])}...); model {name} has "
+                              f"{n_classes} outputs; expected the same number")
+        batches = (uint8_batches(s.images, s.labels, cfg.batch_size) if isinstance(s, Split)
+                   else folder_batches(s, model, cfg.batch_size, cfg.num_workers))
+        with FeatureWriter(out / f"features_{split}.parquet", model.num_features, n_classes,
+                           cfg.row_group_size) as w:
+            r = extract(model, batches, cfg, w, total=-(-len(s.labels) // cfg.batch_size),
+                        desc=f"{name} {split}")
+        metrics.update({f"acc_{split}": r.accuracy, f"n_{split}": r.n})
+        metrics["logit_max_abs_err"] = max(metrics.get("logit_max_abs_err", 0.0),
+                                           r.logit_max_abs_err)
+        seconds, n_total = seconds + r.seconds, n_total + r.n
+    metrics.update(feature_dim=r.feature_dim, device=r.device, batch_size=cfg.batch_size,
+                   amp=cfg.amp, channels_last=cfg.channels_last)
+    return metrics, {"images_per_s": n_total / seconds, "seconds": seconds}

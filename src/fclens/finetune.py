@@ -8,6 +8,7 @@ cross-entropy on the training images, no augmentation (the paper's schedule is n
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,17 +16,29 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .extract import fc_layer, normalizer, resolve_device
+from .decompose import index_mask
+from .errors import FclensError
+from .extract import ExtractConfig, extract, fc_layer, normalizer, resolve_device, uint8_batches
+from .tables import Head, Influential
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int
+    lr: float
+    batch_size: int
+    seed: int
+    device: str = "auto"
 
 
 def finetune_decomposed(model: nn.Module, images: np.ndarray, labels: np.ndarray,
-                        mask: np.ndarray, w: np.ndarray, b: np.ndarray, epochs: int, lr: float,
-                        batch_size: int, seed: int, device: str = "auto",
+                        mask: np.ndarray, head: Head, cfg: FinetuneConfig,
                         on_epoch: Callable[[int, dict], None] | None = None) -> nn.Module:
     """images (N, H, W, 3) uint8, labels (N,), mask (C, D) bool; returns the model in eval mode."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    dev = resolve_device(cfg.device)
+    w, b, lr, batch_size = head.w, head.b, cfg.lr, cfg.batch_size
     model = model.to(dev).train()
     fc = fc_layer(model)
     m = torch.from_numpy(mask.astype(np.float32)).to(dev)  # (C, D)
@@ -36,7 +49,7 @@ def finetune_decomposed(model: nn.Module, images: np.ndarray, labels: np.ndarray
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x = torch.from_numpy(images)  # (N, H, W, 3) uint8
     y = torch.from_numpy(labels.astype(np.int64))
-    for epoch in range(epochs):
+    for epoch in range(cfg.epochs):
         perm = torch.randperm(len(x), generator=g)
         loss_sum, correct = 0.0, 0
         for i in tqdm(range(0, len(x), batch_size), desc=f"finetune {epoch}", mininterval=5):
@@ -54,3 +67,21 @@ def finetune_decomposed(model: nn.Module, images: np.ndarray, labels: np.ndarray
         if on_epoch:
             on_epoch(epoch, {"train_loss": loss_sum / len(x), "train_acc": correct / len(x)})
     return model.eval()
+
+
+def finetune_and_test(model: nn.Module, train, test, head: Head, infl: Influential,
+                      cfg: FinetuneConfig, acc_original: float) -> dict:
+    """finetune.json: test accuracy of the whole network fine-tuned under the decomposed head."""
+    if not hasattr(train, "images"):
+        raise FclensError("finetune.models: fine-tuning needs an archive dataset (decoded "
+                          "arrays); image folders are not supported")
+    losses: list[float] = []
+    mask = index_mask(infl.idx, head.dim)
+    model = finetune_decomposed(model, train.images, train.labels, mask, head, cfg,
+                                on_epoch=lambda e, info: losses.append(info["train_loss"]))
+    ecfg = ExtractConfig(device=cfg.device, batch_size=cfg.batch_size)
+    acc = extract(model, uint8_batches(test.images, test.labels, cfg.batch_size), ecfg).accuracy
+    rel = acc / acc_original if acc_original > 0 else float("nan")
+    return {"acc_decomposed_finetuned": acc, "rel_acc_finetuned": rel,
+            "acc_original": acc_original, "finetune_train_loss": losses,
+            "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size}

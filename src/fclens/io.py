@@ -1,46 +1,120 @@
-"""Atomic writes, JSON/Parquet helpers and checksums. No DVC, no torch."""
+"""Atomic writes, JSON and checksums. No DVC, no torch, no Parquet (that is tables.py)."""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import glob
 import hashlib
 import json
-import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-log = logging.getLogger(__name__)
+from .errors import FclensError
 
 
-class FclensError(RuntimeError):
-    """An error a user can act on: bad input, bad params, corrupted file."""
+
+_PARENT = os.getppid()  # dvc, when a stage runs under `dvc repro`
+_GROUP: contextvars.ContextVar[list | None] = contextvars.ContextVar("atomic_group", default=None)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    # A stage whose `dvc repro` was SIGKILLed is re-parented: it no longer owns its outputs
+    # (the user may already have started a new run), so it must not overwrite them.
+    if os.getppid() != _PARENT:
+        raise FclensError(f"{path}: not written: the process that started this stage (pid "
+                          f"{_PARENT}) is gone, so another run may own this output now")
+    if tmp.is_dir():  # a whole output directory (DVCLive's), swapped in one rename
+        for f in [tmp, *tmp.rglob("*")]:
+            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~_umask())
+        if path.exists():
+            shutil.rmtree(path)
+    else:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
+    os.replace(tmp, path)
+
+
+def _discard(tmp: Path) -> None:
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_group() -> Iterator[None]:
+    """All `atomic_path` writes inside the block land together at its end, or none of them:
+    a stage that fails half-way leaves its previous outputs (or none), never a mix."""
+    pending: list[tuple[Path, Path]] = []
+    token = _GROUP.set(pending)
+    try:
+        yield
+        for tmp, path in pending:
+            _commit(tmp, path)
+    finally:
+        _GROUP.reset(token)
+        for tmp, _ in pending:
+            _discard(tmp)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds.
 
-    A killed or failing writer leaves the old file (or nothing), never a half-written one.
+    A killed or failing writer leaves the old file (or nothing), never a half-written one; the
+    hidden temp files a killed writer left are removed by the next write of the same path.
+    Inside `atomic_group`, the rename waits for the group's end.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FclensError(f"{path}: is a directory; expected a file path to write")
+    with _staged(path, directory=False) as tmp:
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Like `atomic_path` for a whole directory: a fresh temp dir replaces `path` at the end."""
+    with _staged(Path(path), directory=True) as tmp:
+        yield tmp
+
+
+@contextlib.contextmanager
+def _staged(path: Path, directory: bool) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        _discard(stale)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    group = _GROUP.get()
+    done = False
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        yield tmp
+        if group is None:
+            _commit(tmp, path)
+        else:
+            group.append((tmp, path))
+        done = True
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        if not done or group is None:
+            _discard(tmp)
 
 
 def _round_floats(obj: Any, digits: int) -> Any:
@@ -67,6 +141,14 @@ def write_json(path: str | os.PathLike, obj: dict, digits: int = 6) -> None:
         tmp.write_text(text)
 
 
+def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """A plot series as CSV (DVC plots), floats to 5 significant digits, atomic."""
+    import pandas as pd
+
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.5g")
+
+
 def read_json(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
@@ -75,42 +157,6 @@ def read_json(path: str | os.PathLike) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise FclensError(f"{path}: not valid JSON ({e})") from e
-
-
-def write_table(path: str | os.PathLike, table: pa.Table) -> None:
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    """Read Parquet, turning pyarrow's low-level errors into one that names the file."""
-    path = Path(path)
-    if not path.exists():
-        raise FclensError(f"{path}: missing; run the stage that writes it (dvc repro)")
-    try:
-        return pq.read_table(path, columns=columns)
-    except (pa.ArrowException, OSError) as e:
-        raise FclensError(
-            f"{path}: not a readable Parquet file ({type(e).__name__}: {e}); it is truncated or "
-            f"corrupted: delete it and rerun `dvc repro`"
-        ) from e
-
-
-def list_column_to_numpy(col: pa.ChunkedArray | pa.Array, dim: int | None = None) -> np.ndarray:
-    """A (fixed-size) list<float32> column as a (N, D) float32 array, without a Python loop."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    values = col.flatten().to_numpy(zero_copy_only=False)
-    n = len(col)
-    if n == 0:
-        return np.zeros((0, dim or 0), dtype=np.float32)
-    return values.reshape(n, -1).astype(np.float32, copy=False)
-
-
-def fixed_list_array(x: np.ndarray) -> pa.FixedSizeListArray:
-    """(N, D) float32 -> fixed_size_list<float32>[D] (no copy of the values)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
 
 
 def file_digest(path: str | os.PathLike, algo: str = "sha256") -> str:

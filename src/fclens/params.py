@@ -1,256 +1,231 @@
-"""params.yaml -> validated plain values. Every stage reads params through `load_params`.
+"""params.yaml as one pydantic model, validated as a whole when a stage starts.
 
-Validation runs over the whole file before any stage does work, so a typo in one section fails
-fast, naming the key and the allowed values.
+Unknown keys, wrong types, out-of-range values and cross-references (a feature model naming an
+unknown dataset, a noise mode outside `noise_modes`, ...) fail before any work, with the key's
+dotted path, the value found and what is allowed. Stage scripts receive the typed `Params`.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .io import FclensError, parse_checksum
+from .constants import AMP_MODES, CAM_METHODS, NOISE_MODES, OPTIMIZERS, TREE_MODES
+from .errors import FclensError
+from .models.spec import CHECKSUM, ModelSpec, check_arch
 
 PARAMS_FILE = "params.yaml"
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+Checksum = Annotated[str, Field(pattern=CHECKSUM)]
+NonEmpty = Field(min_length=1)
 
 
-def _get(d: dict, dotted: str) -> Any:
-    cur: Any = d
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            raise FclensError(f"params.yaml: missing key {dotted}")
-        cur = cur[part]
-    return cur
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def require_int(d: dict, key: str, lo: int | None = None, hi: int | None = None) -> int:
-    v = _get(d, key)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise FclensError(f"params.yaml {key}: expected an integer, got {v!r} ({type(v).__name__})")
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        rng = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
-        raise FclensError(f"params.yaml {key}: {v} is outside the allowed range {rng}")
-    return v
+class Download(_Section):
+    url: str
+    checksum: Checksum
+    archive: str
 
 
-def require_float(d: dict, key: str, lo: float | None = None, hi: float | None = None) -> float:
-    v = _get(d, key)
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise FclensError(f"params.yaml {key}: expected a number, got {v!r} ({type(v).__name__})")
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise FclensError(f"params.yaml {key}: {v} is outside the allowed range {lo}..{hi}")
-    return float(v)
+class Dataset(_Section):
+    """Either an archive (CIFAR-10 layouts; `download` as the fallback) or an image folder."""
+
+    archive: str | None = None
+    checksum: Checksum | None = None
+    download: Download | None = None
+    folder: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Dataset:
+        if self.folder is not None and (self.archive or self.download):
+            raise ValueError("give either `folder` or `archive` (+ `checksum`), not both")
+        if self.folder is None and not (self.archive and self.checksum):
+            raise ValueError("expected `folder: <path>` or `archive: <path>` with "
+                             "`checksum: sha256:<hex>`")
+        return self
 
 
-def require_choice(d: dict, key: str, choices: tuple[str, ...]) -> str:
-    v = _get(d, key)
-    if v not in choices:
-        raise FclensError(f"params.yaml {key}: {v!r}; allowed values: {', '.join(choices)}")
-    return v
+class Extract(_Section):
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
+    batch_size: PosInt = 64
+    channels_last: bool = True
+    amp: Literal[AMP_MODES] = "none"
+    num_threads: NonNegInt = 0
+    num_workers: NonNegInt = 2
+    pin_memory: bool = True
+    row_group_size: PosInt = 10_000
 
 
-def require_bool(d: dict, key: str) -> bool:
-    v = _get(d, key)
-    if not isinstance(v, bool):
-        raise FclensError(f"params.yaml {key}: expected true or false, got {v!r}")
-    return v
+class Ald(_Section):
+    plot_classes: list[NonNegInt] = NonEmpty
 
 
-def validate(p: dict, check_archs: bool = True) -> None:
-    """Check every section this project reads. Raises FclensError naming the first bad key."""
-    require_int(p, "seed", 0)
-    datasets = _get(p, "datasets")
-    for name, d in datasets.items():
-        if isinstance(d, dict) and d.get("folder"):
-            if not isinstance(d["folder"], str):
-                raise FclensError(f"params.yaml datasets.{name}.folder: expected a path, got "
-                                  f"{d['folder']!r}")
-            continue
-        for k in ("archive", "checksum"):
-            _get(p, f"datasets.{name}.{k}")
-        parse_checksum(d["checksum"], f"params.yaml datasets.{name}.checksum")
-        if d.get("download"):
-            for k in ("url", "checksum", "archive"):
-                _get(p, f"datasets.{name}.download.{k}")
-    models = _get(p, "models")
-    for name, d in models.items():
-        spec = ModelSpec.from_params(name, d)
-        if check_archs:
-            check_arch(spec)
-        if d.get("checksum"):
-            parse_checksum(d["checksum"], f"params.yaml models.{name}.checksum")
-    for m, ds in (_get(p, "feature_models") or {}).items():
-        if m not in models:
-            raise FclensError(f"params.yaml feature_models.{m}: unknown model; allowed: "
-                              f"{', '.join(models)}")
-        if ds not in datasets:
-            raise FclensError(f"params.yaml feature_models.{m}: unknown dataset {ds!r}; allowed: "
-                              f"{', '.join(datasets)}")
-    require_choice(p, "extract.amp", ("none", "bf16", "fp16"))
-    require_int(p, "extract.batch_size", 1)
-    require_int(p, "extract.num_threads", 0)
-    require_int(p, "extract.num_workers", 0)
-    require_int(p, "extract.row_group_size", 1)
-    require_bool(p, "extract.channels_last")
-    require_bool(p, "extract.pin_memory")
-    dev = _get(p, "extract.device")
-    if not (dev in ("auto", "cpu", "cuda") or str(dev).startswith("cuda:")):
-        raise FclensError(f"params.yaml extract.device: {dev!r}; allowed: auto, cpu, cuda, cuda:N")
-    for section, check in _SECTION_CHECKS.items():
-        if section in p:
-            check(p)
+class Trees(_Section):
+    mode: Literal[TREE_MODES] = "chain"
+    min_size: Annotated[int, Field(ge=2)] = 20
 
 
-# Allowed values live here (the modules import them) so that validating params.yaml imports
-# no science code: every stage depends on this file, not on every module.
-NOISE_MODES = ("standard_normal", "feature_stats", "zero", "train_mean")
-TREE_MODES = ("chain", "full")
-CAM_METHODS = ("gradcam", "gradcampp", "smooth_gradcampp")
-OPTIMIZERS = ("adam", "sgd")
+class Grid(_Section):
+    k1: list[PosInt] = NonEmpty
+    k2: list[PosInt] = NonEmpty
 
 
-def _int_list(p: dict, key: str) -> None:
-    vals = _get(p, key)
-    if not isinstance(vals, list) or not vals or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in vals):
-        raise FclensError(f"params.yaml {key}: {vals!r}; expected a non-empty list of positive "
-                          f"integers")
+class Decompose(_Section):
+    k1: PosInt
+    k2: PosInt
+    epochs: NonNegInt
+    lr: PosFloat
+    batch_size: PosInt
+    optimizer: Literal[OPTIMIZERS] = "adam"
+    grid: Grid
 
 
-def _choices(p: dict, key: str, allowed: tuple[str, ...]) -> None:
-    vals = _get(p, key)
-    if not isinstance(vals, list) or not vals or any(v not in allowed for v in vals):
-        raise FclensError(f"params.yaml {key}: {vals!r}; expected a non-empty list of "
-                          f"{', '.join(allowed)}")
+class Finetune(_Section):
+    """The paper's code: the whole network trained under the decomposed head (heavy: off)."""
+
+    models: list[str] = []
+    epochs: PosInt = 1
+    lr: PosFloat = 1e-4
+    batch_size: PosInt = 128
 
 
-def _check_ablate(p: dict) -> None:
-    _choices(p, "ablate.noise_modes", NOISE_MODES)
-    require_choice(p, "ablate.noise", NOISE_MODES)
-    require_int(p, "ablate.n_random", 0)
+class Ablate(_Section):
+    noise: Literal[NOISE_MODES]
+    noise_modes: list[Literal[NOISE_MODES]] = NonEmpty
+    n_random: NonNegInt
+
+    @model_validator(mode="after")
+    def _noise_listed(self) -> Ablate:
+        if self.noise not in self.noise_modes:
+            raise ValueError(f"noise {self.noise!r} must be one of noise_modes "
+                             f"{self.noise_modes}")
+        return self
 
 
-def _check_trees(p: dict) -> None:
-    require_choice(p, "trees.mode", TREE_MODES)
-    require_int(p, "trees.min_size", 2)
+class Explain(_Section):
+    methods: list[Literal[CAM_METHODS]] = NonEmpty
+    n_samples: PosInt
+    sigma: PosFloat
+    classes: list[NonNegInt] = NonEmpty
+    n_correct: NonNegInt
+    n_wrong: NonNegInt
+    photo_models: list[str] = []
+    photos: list[str] = []
+    image_folder: str | None = None
+    max_folder_images: PosInt = 8
+
+    @model_validator(mode="after")
+    def _some_images(self) -> Explain:
+        if self.n_correct + self.n_wrong == 0:
+            raise ValueError("n_correct and n_wrong are both 0: no test image would be explained")
+        return self
 
 
-def _check_decompose(p: dict) -> None:
-    require_int(p, "decompose.k1", 1)
-    require_int(p, "decompose.k2", 1)
-    require_int(p, "decompose.epochs", 0)
-    require_float(p, "decompose.lr", 0.0)
-    require_int(p, "decompose.batch_size", 1)
-    require_choice(p, "decompose.optimizer", OPTIMIZERS)
-    require_int(p, "decompose.finetune.epochs", 0)
-    require_float(p, "decompose.finetune.lr", 0.0)
-    require_int(p, "decompose.finetune.batch_size", 1)
-    _int_list(p, "decompose.grid.k1")
-    _int_list(p, "decompose.grid.k2")
+class Pictures(_Section):
+    max_tiles: PosInt
 
 
-def _check_explain(p: dict) -> None:
-    _choices(p, "explain.methods", CAM_METHODS)
-    require_int(p, "explain.n_samples", 1)
-    require_float(p, "explain.sigma", 0.0)
-    require_int(p, "explain.n_correct", 0)
-    require_int(p, "explain.n_wrong", 0)
-    require_int(p, "explain.max_folder_images", 1)
-    models = set(_get(p, "models"))
-    for m in _get(p, "explain.photo_models") or []:
-        if m not in models:
-            raise FclensError(f"params.yaml explain.photo_models: unknown model {m!r}; allowed: "
-                              f"{', '.join(sorted(models))}")
+class DepthStudy(_Section):
+    models: list[str] = NonEmpty
 
 
-def check_feature_dim(p: dict, dim: int, model: str) -> None:
-    """decompose.k1/k2 and the grid need a model's feature dimension: checked by the stages that
-    build the model (extract_*), before they extract anything."""
-    for key in ("decompose.k1", "decompose.k2", "decompose.grid.k1", "decompose.grid.k2"):
-        vals = _get(p, key)
-        for v in vals if isinstance(vals, list) else [vals]:
-            if v > dim:
-                raise FclensError(f"params.yaml {key}: {v} exceeds the feature dimension of "
-                                  f"{model} ({dim}); allowed: 1..{dim}")
+class Params(_Section):
+    seed: NonNegInt
+    datasets: dict[str, Dataset] = NonEmpty
+    models: dict[str, ModelSpec] = NonEmpty
+    feature_models: dict[str, str] = {}
+    extract: Extract
+    ald: Ald
+    trees: Trees
+    decompose: Decompose
+    finetune: Finetune = Finetune()
+    ablate: Ablate
+    explain: Explain
+    pictures: Pictures
+    depth_study: DepthStudy
+
+    @model_validator(mode="after")
+    def _references(self) -> Params:
+        for name, spec in self.models.items():  # a spec knows its own name, for messages
+            object.__setattr__(spec, "name", name)
+
+        def known(key: str, names: list[str], allowed, what: str) -> None:
+            for n in names:
+                if n not in allowed:
+                    raise ValueError(f"{key}: unknown {what} {n!r}; allowed: "
+                                     f"{', '.join(allowed) or '(none)'}")
+
+        known("feature_models", list(self.feature_models), self.models, "model")
+        known("feature_models", list(self.feature_models.values()), self.datasets, "dataset")
+        known("finetune.models", self.finetune.models, self.feature_models, "feature model")
+        known("explain.photo_models", self.explain.photo_models, self.models, "model")
+        known("depth_study.models", self.depth_study.models, self.feature_models,
+              "feature model")
+        for m in self.finetune.models:
+            if self.datasets[self.feature_models[m]].folder is not None:
+                raise ValueError(f"finetune.models: {m!r} uses an image folder; fine-tuning "
+                                 f"needs an archive dataset (decoded arrays)")
+        for m in self.depth_study.models:
+            if self.models[m].cifar_depth is None:
+                raise ValueError(f"depth_study.models: {m!r} has arch {self.models[m].arch!r}; "
+                                 f"the depth study needs cifar_resnet<depth> models")
+        if len(set(self.depth_study.models)) != len(self.depth_study.models):
+            raise ValueError(f"depth_study.models: {self.depth_study.models} lists a model twice")
+        return self
+
+    def check_feature_dim(self, dim: int, model: str) -> None:
+        """k1/k2 and the grid against a model's feature dimension: checked by the stages that
+        build the model, before they extract anything."""
+        d = self.decompose
+        for key, vals in (("k1", [d.k1]), ("k2", [d.k2]), ("grid.k1", d.grid.k1),
+                          ("grid.k2", d.grid.k2)):
+            for v in vals:
+                if v > dim:
+                    raise FclensError(f"params.yaml decompose.{key}: {v} exceeds the feature "
+                                      f"dimension of {model} ({dim}); allowed: 1..{dim}")
+
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise FclensError(f"params.yaml models: no model {name!r}; allowed: "
+                              f"{', '.join(self.models)}")
+        return self.models[name]
 
 
-def _check_pictures(p: dict) -> None:
-    require_int(p, "pictures.max_tiles", 1)
+def _describe(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors()[:5]:
+        key = ".".join(str(p) for p in err["loc"])
+        found = "" if err["type"] == "missing" else f" (found {err['input']!r})"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"params.yaml {key or '(top level)'}: {msg}{found}")
+    more = len(e.errors()) - len(lines)
+    return "; ".join(lines) + (f"; and {more} more" if more > 0 else "")
 
 
-_SECTION_CHECKS = {"ablate": _check_ablate, "trees": _check_trees,
-                   "decompose": _check_decompose, "explain": _check_explain,
-                   "pictures": _check_pictures}
-
-
-# ---------------------------------------------------------------- model entries
-
-_CIFAR_RESNET = re.compile(r"^cifar_resnet(\d+)$")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One entry of params.yaml `models:`."""
-
-    name: str
-    arch: str
-    weights: str = "random"  # random | hub | pypi | path
-    checksum: str | None = None  # 'sha256:<hex>' of the weights file
-    url: str | None = None  # publisher URL used when the file is absent
-    num_classes: int | None = None
-
-    @classmethod
-    def from_params(cls, name: str, d: dict) -> ModelSpec:
-        if not isinstance(d, dict) or "arch" not in d:
-            raise FclensError(f"params.yaml models.{name}: expected a mapping with 'arch', got {d!r}")
-        allowed = {"arch", "weights", "checksum", "url", "num_classes"}
-        if extra := set(d) - allowed:
-            raise FclensError(f"params.yaml models.{name}: unknown keys {sorted(extra)}; "
-                              f"allowed: {sorted(allowed)}")
-        return cls(name=name, **{k: d[k] for k in allowed if d.get(k) is not None})
-
-
-def check_arch(spec: ModelSpec) -> None:
-    """Fail before any work on an architecture name nobody can build."""
-    if m := _CIFAR_RESNET.match(spec.arch):
-        depth = int(m.group(1))
-        if depth < 8 or (depth - 2) % 6:
-            raise FclensError(f"params.yaml models.{spec.name}.arch: {spec.arch}: depth must be "
-                              f"6n+2 (8, 14, 20, 32, 44, 56, ...)")
-        return
-    import timm
-
-    if not timm.is_model(spec.arch):
-        raise FclensError(
-            f"params.yaml models.{spec.name}.arch: unknown architecture {spec.arch!r}; allowed: "
-            f"cifar_resnet<6n+2> or a timm model name (timm.list_models())")
-
-
-def load_params(path: str | Path = PARAMS_FILE, check_archs: bool = True) -> dict:
+def load_params(path: str | Path = PARAMS_FILE, check_archs: bool = False) -> Params:
+    """check_archs: also look every timm arch up in timm's registry (imports timm, ~5 s)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FclensError(f"{path}: not found; run from the project root")
     try:
-        p = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise FclensError(f"{path}: not valid YAML ({e})") from e
-    if not isinstance(p, dict):
-        raise FclensError(f"{path}: expected a mapping at the top level")
-    validate(p, check_archs)
+    if not isinstance(raw, dict):
+        raise FclensError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        p = Params.model_validate(raw)
+    except ValidationError as e:
+        raise FclensError(_describe(e)) from None
+    if check_archs:
+        for spec in p.models.values():
+            check_arch(spec)
     return p
-
-
-def extract_config(p: dict):
-    from .extract import ExtractConfig
-
-    return ExtractConfig(**p["extract"])
-
-
-def model_spec(p: dict, name: str) -> ModelSpec:
-    if name not in p["models"]:
-        raise FclensError(f"params.yaml models: no model {name!r}; allowed: {', '.join(p['models'])}")
-    return ModelSpec.from_params(name, p["models"][name])

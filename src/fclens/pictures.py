@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy.cluster import hierarchy
 from sklearn.decomposition import NMF
 from torch import nn
 
-from .io import FclensError
+from .errors import FclensError
+from .tables import Head
+from .trees import chain_rank
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
@@ -59,3 +63,19 @@ def class_order(w: np.ndarray) -> np.ndarray:
     if len(w) < 3:
         return np.arange(len(w))
     return hierarchy.leaves_list(hierarchy.linkage(w, method="average", metric="correlation"))
+
+
+def draw_pictures(model: nn.Module, head: Head, name: str, n_tiles: int, seed: int, out: Path
+                  ) -> None:
+    """first_layer_filters.png, weight_banding.png and fc_matrix.png of one model."""
+    from .plots import plot_fc_matrix, plot_tiles
+
+    w1 = first_conv(model).weight.detach().float().numpy()[:n_tiles]  # (O, 3, kh, kw)
+    plot_tiles(filter_tiles(w1), f"{name}: first-layer filters (grey = 0)",
+               out / "first_layer_filters.png")
+    layer, conv = last_spatial_conv(model)
+    tiles, how = banding_tiles(conv.weight.detach().float().numpy(), n_tiles, seed)
+    plot_tiles(tiles, f"{name}: {layer} {tuple(conv.weight.shape)}, {how}",
+               out / "weight_banding.png")
+    plot_fc_matrix(head.w, class_order(head.w), chain_rank(head.w), list(head.names),
+                   out / "fc_matrix.png")

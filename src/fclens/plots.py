@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from .ald import ald_logpdf  # noqa: E402
+from .constants import METHOD_TITLES  # noqa: E402
 from .io import atomic_path  # noqa: E402
 
 
@@ -86,9 +87,9 @@ def plot_sorted_by_branch(w: np.ndarray, trees, names: list[str], classes: list[
         depth = np.zeros(w.shape[1])
         sign = np.zeros(w.shape[1])
         for n in trees[c]:
-            if n.path and len(set(n.path)) == 1:  # on a chain: record how deep each index goes
+            if n.chain_sign:  # on a chain: record how deep each index goes
                 depth[n.indices] = n.depth
-                sign[n.indices] = 1 if n.path[0] == "+" else -1
+                sign[n.indices] = 1 if n.chain_sign == "+" else -1
         order = np.argsort(w[c])
         sc = ax.scatter(np.arange(len(order)), w[c][order], c=(sign * depth)[order], cmap="coolwarm",
                         s=4)
@@ -148,6 +149,14 @@ def plot_cam_grid(images: np.ndarray, maps: np.ndarray, row_labels: list[str],
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     _save(fig, path, palette=True)
+
+
+def plot_cam_grids(images: np.ndarray, maps: dict[str, np.ndarray], row_labels: list[str],
+                   col_labels: list[str], model: str, out: Path) -> None:
+    """One `plot_cam_grid` per CAM method: out/<method>.png."""
+    for method, m in maps.items():
+        plot_cam_grid(images, m, row_labels, col_labels, f"{model}: {METHOD_TITLES[method]} at "
+                      f"the map feeding the pooling", out / f"{method}.png")
 
 
 def plot_tiles(tiles: np.ndarray, title: str, path: Path, cols: int = 16) -> None:

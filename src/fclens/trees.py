@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from .io import FclensError
-from .params import TREE_MODES as MODES
+from .errors import FclensError
+from .constants import TREE_MODES as MODES
 
 @dataclass
 class Node:
@@ -28,6 +29,18 @@ class Node:
     @property
     def depth(self) -> int:
         return len(self.path)
+
+    @property
+    def chain_sign(self) -> str:
+        return chain_sign(self.path)
+
+
+def chain_sign(path: str) -> str:
+    """'+' or '-' when `path` is a chain node (the same sign all the way down), else ''.
+
+    The one definition of a chain node, used by the trees, their tables, pictures and CAMs.
+    """
+    return path[0] if path and path == path[0] * len(path) else ""
 
 
 def split_tree(w: np.ndarray, mode: str = "chain", min_size: int = 20,
@@ -62,32 +75,68 @@ def split_tree(w: np.ndarray, mode: str = "chain", min_size: int = 20,
 
 def terminals(nodes: list[Node], mode: str) -> list[Node]:
     """Leaves that end a split chain: in `chain` mode, the deepest '+'*k and '-'*k nodes."""
-    return [n for n in nodes if n.terminal and (mode == "full" or len(set(n.path)) <= 1)]
+    return [n for n in nodes if n.terminal and (mode == "full" or not n.path or n.chain_sign)]
 
 
 def build_trees(w: np.ndarray, mode: str, min_size: int) -> list[list[Node]]:
     return [split_tree(row, mode, min_size, c) for c, row in enumerate(np.asarray(w))]
 
 
-def chain_rank(nodes, w: np.ndarray) -> np.ndarray:
-    """(C, D) feature order per class by how deep it stays on the '+' chain, then by weight.
+def chain_rank(w: np.ndarray) -> np.ndarray:
+    """(C, D) each class's features read down its '+' chain: exactly a descending sort by weight.
 
-    `nodes` is the tree_nodes table (pandas: class_index, path, depth, indices). Because every
-    '+' split keeps the values above the subset mean, this order equals sorting by -w within
-    the chain; it is read from the trees so that it follows whatever the trees stage produced.
+    Every '+' split keeps the values at or above the subset mean, so the deeper a feature stays
+    on the chain the larger its weight: the blog's chain terminals are the class's top weights.
+    Ties go to the lower feature index. Needs no tree table.
     """
-    c, d = w.shape
-    depth = np.zeros((c, d))
-    pos = nodes[nodes["path"].str.fullmatch(r"\++")]
-    for ci, dep, idx in zip(pos["class_index"], pos["depth"], pos["indices"]):
-        cur = depth[ci, idx]
-        depth[ci, idx] = np.maximum(cur, dep)
-    return _lex(depth, w)
+    return np.argsort(-np.asarray(w), axis=1, kind="stable")
 
 
-def _lex(depth: np.ndarray, w: np.ndarray) -> np.ndarray:
-    # sort by depth desc, then weight desc (np.lexsort works on 1-D keys; do it per row at once)
-    key = np.argsort(-w, axis=1, kind="stable")
-    d_sorted = np.take_along_axis(depth, key, 1)
-    order = np.argsort(-d_sorted, axis=1, kind="stable")
-    return np.take_along_axis(key, order, 1)
+def chain_node(nodes: pd.DataFrame, cls: int, sign: str) -> np.ndarray:
+    """Indices of class `cls`'s deepest node on the all-`sign` chain (its terminal neurons);
+    the root if the tree never split. `nodes` is the tree_nodes table."""
+    nodes_c = _class_nodes(nodes, cls)
+    on = nodes_c[nodes_c["path"].map(chain_sign) == sign]
+    return (on.sort_values("depth") if len(on) else nodes_c[nodes_c["path"] == ""]
+            )["indices"].iloc[-1]
+
+
+def branch_node(nodes: pd.DataFrame, cls: int, sign: str) -> np.ndarray:
+    """Indices of the root's `sign` child (weights above / below the row mean)."""
+    nodes_c = _class_nodes(nodes, cls)
+    node = nodes_c[nodes_c["path"] == sign]
+    return (node if len(node) else nodes_c[nodes_c["path"] == ""])["indices"].iloc[0]
+
+
+def _class_nodes(nodes: pd.DataFrame, cls: int) -> pd.DataFrame:
+    nodes_c = nodes[nodes["class_index"] == cls]
+    if nodes_c.empty:
+        raise FclensError(f"tree_nodes: no nodes for class {cls}; expected one tree per class")
+    return nodes_c
+
+
+def tree_frames(trees: list[list[Node]], w: np.ndarray, names: tuple[str, ...], mode: str
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(tree_nodes rows, terminals rows, trees.json metrics) of all classes' trees."""
+    nodes = [n for t in trees for n in t]
+    has_child = {(n.class_index, n.parent) for n in nodes}
+    frame = pd.DataFrame({
+        "class_index": [n.class_index for n in nodes], "node_id": [n.node_id for n in nodes],
+        "parent": [n.parent for n in nodes], "path": [n.path for n in nodes],
+        "depth": [n.depth for n in nodes], "size": [len(n.indices) for n in nodes],
+        "mean": [n.mean for n in nodes],
+        "is_leaf": [(n.class_index, n.node_id) not in has_child for n in nodes],
+        "is_terminal": [n.terminal for n in nodes], "indices": [n.indices for n in nodes]})
+    terms = [n for t in trees for n in terminals(t, mode)]
+    term = pd.DataFrame({
+        "class_index": [n.class_index for n in terms],
+        "class_name": [names[n.class_index] for n in terms],
+        "branch": [n.path[:1] for n in terms], "path": [n.path for n in terms],
+        "feature_index": [n.indices for n in terms],
+        "weight": [w[n.class_index, n.indices] for n in terms]})
+    depth = np.array([max(n.depth for n in t) for t in trees])
+    metrics = {"mode": mode, "n_classes": len(trees), "mean_depth": float(depth.mean()),
+               "mean_terminal_size": float(np.mean([len(n.indices) for n in terms])),
+               "mean_terminals_per_class": len(terms) / len(trees),
+               "mean_nodes_per_class": len(nodes) / len(trees)}
+    return frame, term, metrics

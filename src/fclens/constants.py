@@ -1,0 +1,11 @@
+"""Allowed values of params.yaml choices. No YAML, no science: both params.py and the science
+modules import these, so the science never imports params.py."""
+
+NOISE_MODES = ("standard_normal", "feature_stats", "zero", "train_mean")
+TREE_MODES = ("chain", "full")
+CAM_METHODS = ("gradcam", "gradcampp", "smooth_gradcampp")
+OPTIMIZERS = ("adam", "sgd")
+AMP_MODES = ("none", "bf16", "fp16")
+ALD_FAMILIES = ("ald", "gaussian", "laplace", "student_t", "logistic")  # ald.py fits these
+METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
+                 "smooth_gradcampp": "Smooth Grad-CAM++"}

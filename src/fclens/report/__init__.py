@@ -1,0 +1,11 @@
+"""The report: report/README.md and report/index.html from metrics/ and plots/, never typed by hand.
+
+- `sections`: one function per section of the Markdown, each reading its own input files;
+- `render`: the Markdown as a standalone HTML page (markdown-it-py, heading anchors, figures);
+- `depth`: the depth study's table (its own stage, `depth_study`, whose output the report reads);
+- `fmt`: number formatting and Markdown building blocks.
+
+Only `fmt` is imported here, so that the depth study's code deps stay these three small files.
+"""
+
+from .fmt import num as _num, pct as _pct  # noqa: F401  (the names tests format figures with)

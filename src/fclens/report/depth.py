@@ -1,0 +1,43 @@
+"""The depth study's table: decomposition and ablation figures of each model, by network depth."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import FclensError
+from ..io import read_json
+
+
+def arch_depth(model: str, arch: str) -> int:
+    """The depth in an arch name such as cifar_resnet56."""
+    m = re.fullmatch(r"cifar_resnet(\d+)", arch)
+    if not m:
+        raise FclensError(f"depth_study.models: {model!r} has arch {arch!r}; the depth study "
+                          f"needs cifar_resnet<depth> models")
+    return int(m.group(1))
+
+
+def depth_rows(metrics_dir: Path, models: list[str], archs: dict[str, str]) -> list[dict]:
+    """One row per model, sorted by depth, from metrics/<m>/decompose.json and ablate.json."""
+    rows = []
+    for m in models:
+        dec = _need(Path(metrics_dir) / m / "decompose.json", "acc_original", "rel_acc",
+                    "rel_acc_retrained")
+        abl = _need(Path(metrics_dir) / m / "ablate.json", "damage_influential_per_class",
+                    "damage_noninfluential_per_class")
+        rows.append({"model": m, "depth": arch_depth(m, archs[m]),
+                     "acc_original": dec["acc_original"], "rel_acc": dec["rel_acc"],
+                     "rel_acc_retrained": dec["rel_acc_retrained"],
+                     "damage_influential": abl["damage_influential_per_class"],
+                     "damage_noninfluential": abl["damage_noninfluential_per_class"]})
+    return sorted(rows, key=lambda r: r["depth"])
+
+
+def _need(path: Path, *keys: str) -> dict:
+    d = read_json(path)
+    missing = [k for k in keys if k not in d]
+    if missing:
+        raise FclensError(f"{path}: no key {', '.join(missing)}; rerun the stage that writes "
+                          f"it (dvc repro)")
+    return d
