@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fclens.params import load_params, model_spec
+from fclens.params import load_params
 
 OUT = Path("metrics/bench")
 
@@ -39,4 +39,4 @@ def cifar_test_images(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spec(name: str):
-    return model_spec(load_params(), name)
+    return load_params().model(name)

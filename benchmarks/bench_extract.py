@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from _common import OUT, best_of, cifar_test_images, machine, spec
 
-from fclens.extract import ExtractConfig, FeatureWriter, extract, uint8_batches
+from fclens.extract import ExtractConfig, extract, uint8_batches
 from fclens.io import write_json
-from fclens.models import build_model
-from fclens.params import extract_config, load_params
+from fclens.models.registry import build_model
+from fclens.params import load_params
+from fclens.tables import FeatureWriter
 
 N = 5000
 
@@ -63,7 +64,7 @@ def main():
     best = max(grid, key=grid.get)
     res.update(fp32_grid_img_per_s=grid, best_fp32_config=best, best_fp32_img_per_s=grid[best])
 
-    cfg = extract_config(load_params())
+    cfg = ExtractConfig(**load_params().extract.model_dump())
     bf = ExtractConfig(**{**cfg.__dict__, "amp": "bf16"})
     n_bf = N // 5  # bf16 is slow on CPUs without native bf16; its error needs few images
     with tempfile.TemporaryDirectory() as d:
@@ -74,7 +75,7 @@ def main():
             batches = uint8_batches(imgs[:n], labels[:n], c.batch_size)
             if path is None:
                 return extract(model, batches, c)
-            with FeatureWriter(path, 64, c.row_group_size) as w:
+            with FeatureWriter(path, 64, 10, c.row_group_size) as w:
                 return extract(model, batches, c, w)
 
         # best of 3, like the forward grid: the same treatment for every figure on a noisy host
@@ -86,10 +87,9 @@ def main():
         r32 = stage(cfg, n_bf, paths["fp32_sub"])
         res.update(bf16_img_per_s=r16.images_per_s, bf16_acc=r16.accuracy,
                    fp32_acc_same_images=r32.accuracy, bf16_n_images=n_bf)
-        from fclens.extract import read_features
-        from fclens.io import read_table
-        f32 = read_features(read_table(paths["fp32_sub"]))[0]
-        f16 = read_features(read_table(paths["bf16"]))[0]
+        from fclens.tables import read_features
+        f32 = read_features(paths["fp32_sub"], 10, 64).x
+        f16 = read_features(paths["bf16"], 10, 64).x
         res["bf16_feature_max_abs_err"] = float(np.abs(f32 - f16).max())
         res["bf16_feature_rel_err"] = float(np.linalg.norm(f32 - f16) / np.linalg.norm(f32))
     res["bf16_acc_change"] = res["bf16_acc"] - res["fp32_acc_same_images"]

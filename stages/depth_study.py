@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import yaml
-from _stage import run
 
+from _stage import run
 from fclens.errors import FclensError
 from fclens.io import write_json
 from fclens.plots import plot_depth
@@ -39,5 +39,4 @@ def main(args, p):
 
 
 if __name__ == "__main__":
-    run("depth_study", main, lambda ap: [ap.add_argument(f"--{k}", required=True)
-                                         for k in ("metrics", "plot")])
+    run("depth_study", main, "metrics plot")

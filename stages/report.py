@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from _stage import run
-
 from fclens.io import atomic_path
 from fclens.report.render import render_html
 from fclens.report.sections import Inputs, build_markdown
@@ -22,4 +21,4 @@ def main(args, p):
 
 
 if __name__ == "__main__":
-    run("report", main, lambda ap: ap.add_argument("--out", required=True))
+    run("report", main, "out")

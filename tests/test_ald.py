@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fclens.ald import (BOUNDARY_LEFT, BOUNDARY_RIGHT, CONSTANT, FAMILIES, NONFINITE, TOO_FEW, _cdf,
+from fclens.ald import (BOUNDARY_LEFT, BOUNDARY_RIGHT, CONSTANT, FAMILIES, NONFINITE, TOO_FEW,
+                        _cdf, _logistic_ll, _logistic_ll_grad_hess, _t_ll, _t_ll_grad_hess,
                         best_family, compare_families, fit_ald, fit_logistic, fit_student_t,
                         r2_log_sorted_abs, summary)
 from fclens.errors import FclensError
@@ -92,9 +93,10 @@ def test_family_comparison_picks_the_generating_family():
     assert (aic[:20, 1] < aic[:20, 0]).mean() > 0.8  # Gaussian rows: Gaussian wins
     assert (aic[20:, 0] < aic[20:, 1]).all()  # ALD rows: ALD wins
     assert (r["lr_test"]["pvalue"][20:] < 0.05).all()
-    ks = r["ald"]["ks"][20:]
-    ref = [stats.kstest(a[i], stats.laplace_asymmetric(r["ald_fit"]["kappa"][20 + i],
-           r["ald_fit"]["loc"][20 + i], r["ald_fit"]["scale"][20 + i]).cdf).statistic for i in range(3)]
+    ks, f = r["ald"]["ks"][20:], r["ald_fit"]
+    ref = [stats.kstest(a[i], stats.laplace_asymmetric(f["kappa"][20 + i], f["loc"][20 + i],
+                                                       f["scale"][20 + i]).cdf).statistic
+           for i in range(3)]
     np.testing.assert_allclose(ks[:3], ref, rtol=1e-9)
 
 
@@ -275,3 +277,22 @@ def test_cdf_finite_at_both_boundaries():
 def test_bad_input_raises():
     with pytest.raises(FclensError, match=r"\(C, D\) matrix"):
         compare_families(np.zeros(5))
+
+
+@pytest.mark.parametrize("which", ["student_t", "logistic"])
+def test_newton_derivatives_match_finite_differences(which):
+    lgh, ll = {"student_t": (_t_ll_grad_hess, _t_ll),
+               "logistic": (_logistic_ll_grad_hess, _logistic_ll)}[which]
+    y = np.random.default_rng(0).standard_t(4, (3, 200))
+    th = {"student_t": np.array([[0.1, -0.2, 1.0], [0.0, 0.3, 3.0], [-0.2, 0.0, 0.2]]),
+          "logistic": np.array([[0.1, 1.5], [0.0, 2.0], [-0.3, 1.0]])}[which]
+    val, g, h = lgh(y, th)
+    np.testing.assert_allclose(val, ll(y, th), rtol=1e-12)
+    eps = 1e-5
+    for j in range(th.shape[1]):
+        e = np.zeros(th.shape[1])
+        e[j] = eps
+        np.testing.assert_allclose(g[:, j], (ll(y, th + e) - ll(y, th - e)) / (2 * eps),
+                                   atol=1e-6 * np.abs(g).max())
+        np.testing.assert_allclose(h[:, :, j], (lgh(y, th + e)[1] - lgh(y, th - e)[1]) / (2 * eps),
+                                   atol=1e-6 * np.abs(h).max())

@@ -9,6 +9,7 @@ import torch
 from fclens.explain import class_activation_map, class_targets, compute_cams, pick_images
 from fclens.models.cifar_resnet import CifarResNet
 from fclens.pictures import banding_tiles, filter_tiles, first_conv, last_spatial_conv
+from fclens.tables import Head
 from fclens.trees import build_trees
 
 
@@ -111,7 +112,8 @@ def test_class_targets_rows():
     rng = np.random.default_rng(0)
     w, b = rng.normal(size=(3, 40)).astype(np.float32), np.array([0.1, 0.2, 0.3], np.float32)
     infl = np.array([[1, 2], [3, 4], [5, 6]])
-    names, m, c = class_targets(w, b, 1, _nodes(w), infl)
+    head = Head(w, b, ("a", "b", "c"))
+    names, m, c = class_targets(head, 1, _nodes(w), infl)
     assert names == ["logit", "terminal+", "terminal-", "branch+", "branch-", "influential"]
     np.testing.assert_array_equal(m[0], w[1])
     assert c[0] == np.float32(0.2) and (c[1:] == 0).all()
@@ -120,7 +122,7 @@ def test_class_targets_rows():
     assert len(bp) + len(bn) == 40
     assert w[1, tp].min() > w[1, bp].mean() and w[1, tn].max() < w[1, bn].mean()
     np.testing.assert_array_equal(np.flatnonzero(m[5]), [3, 4])
-    names, m, _ = class_targets(w, b, 1, _nodes(w), None)
+    names, m, _ = class_targets(head, 1, _nodes(w), None)
     assert "influential" not in names and len(m) == 5
 
 

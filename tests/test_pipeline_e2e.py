@@ -1,9 +1,10 @@
 """The whole DVC DAG on a smoke profile: tiny synthetic archive, randomly initialised models.
 
-Builds a throwaway git+DVC repo from the project files, runs `dvc repro`, then an experiment
-that changes one param, and checks caching: what reran, what did not, and what the diff says;
-then determinism (a forced second run gives the same metrics), a SIGKILL in the middle of
-extraction, a truncated cached output, and the report.
+Builds a throwaway git+DVC repo from the project files and runs `dvc repro` once (module
+fixture). Each test then starts from that committed state (the `clean` fixture resets the
+workspace after every test), so the tests do not depend on their order: an experiment that
+changes one param, caching, determinism (a forced rerun changes no metric), a SIGKILL in the
+middle of extraction, a truncated cached output, and the report.
 """
 
 import json
@@ -23,8 +24,8 @@ from fclens.io import file_digest
 BIN = Path(sys.executable).parent
 
 
-def sh(cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+def sh(cmd: str, cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **extra_env, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}
     r = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
@@ -38,12 +39,16 @@ def smoke_params(archive: Path, folder: Path) -> dict:
     p["datasets"] = {"cifar10": {"archive": str(archive),
                                  "checksum": "sha256:" + file_digest(archive)},
                      "tinyfolder": {"folder": str(folder)}}
-    for name, m in p["models"].items():
-        p["models"][name] = {"arch": m["arch"], "weights": "random", "num_classes": 3} \
-            if name.startswith("cifar") else {"arch": "tf_efficientnet_lite0", "weights": "random",
-                                              "num_classes": 20}
+    # two CIFAR ResNets are enough for the depth study; each stage process costs seconds
+    p["models"] = {m: {"arch": m, "weights": "random", "num_classes": 3}
+                   for m in ("cifar_resnet20", "cifar_resnet32")}
+    p["models"]["tf_efficientnet_lite0"] = {"arch": "tf_efficientnet_lite0", "weights": "random",
+                                            "num_classes": 20}
     p["models"]["folder_net"] = {"arch": "cifar_resnet8", "weights": "random", "num_classes": 3}
-    p["feature_models"]["folder_net"] = "tinyfolder"
+    p["feature_models"] = {"cifar_resnet20": "cifar10", "cifar_resnet32": "cifar10",
+                           "folder_net": "tinyfolder"}
+    p["depth_study"]["models"] = ["cifar_resnet20", "cifar_resnet32"]
+    p["finetune"].update(models=["cifar_resnet20"], epochs=1, batch_size=8)
     p["decompose"].update(epochs=3, k1=3, k2=3, grid={"k1": [1, 3], "k2": [1, 3]})
     p["ablate"]["n_random"] = 2
     p["explain"].update(n_samples=2, classes=[0, 2], n_correct=1, n_wrong=1, photos=["chelsea"])
@@ -67,28 +72,47 @@ def repo(tmp_path_factory):
     return d
 
 
-def test_full_dag_runs_and_writes_contract_keys(repo):
+@pytest.fixture
+def clean(repo):
+    """The repo as the module fixture committed it, whatever the test did to it."""
+    yield repo
+    sh("git checkout -q -- . && git clean -fdq metrics plots report && dvc checkout -q --force",
+       repo)
+
+
+def test_full_dag_runs_and_writes_contract_keys(clean):
+    repo = clean
     m = json.loads((repo / "metrics/cifar_resnet20/extract.json").read_text())
-    for k in ("acc_train", "acc_test", "n_train", "n_test", "feature_dim", "images_per_s",
-              "device", "logit_max_abs_err"):
+    for k in ("acc_train", "acc_test", "n_train", "n_test", "feature_dim", "device",
+              "logit_max_abs_err"):
         assert k in m
+    timing = json.loads((repo / "metrics/timing/extract_activations@cifar_resnet20.json")
+                        .read_text())
+    assert timing["images_per_s"] > 0 and "images_per_s" not in m
+    assert "fit_seconds" in json.loads((repo / "metrics/timing/fit_ald@cifar_resnet20.json")
+                                       .read_text())
+    data = json.loads((repo / "metrics/data/cifar10.json").read_text())
+    assert data["format"] == "cifar10-jpeg" and data["n_train"] == 18
+    ft = json.loads((repo / "metrics/cifar_resnet20/finetune.json").read_text())
+    assert ft["epochs"] == 1 and 0 <= ft["acc_decomposed_finetuned"] <= 1
     assert m["n_train"] == 18 and m["feature_dim"] == 64 and m["logit_max_abs_err"] < 1e-4
     ald = json.loads((repo / "metrics/tf_efficientnet_lite0/ald.json").read_text())
     assert ald["n_classes"] == 20 and set(ald["aic_win_rate"]) == {
         "gaussian", "laplace", "student_t", "logistic"}
-    dec = json.loads((repo / "metrics/cifar_resnet56/decompose.json").read_text())
+    dec = json.loads((repo / "metrics/cifar_resnet32/decompose.json").read_text())
     assert dec["k1"] == 3 and 0 <= dec["acc_decomposed"] <= 1
     abl = json.loads((repo / "metrics/cifar_resnet20/ablate.json").read_text())
     assert set(abl["by_noise"]) == {"feature_stats", "standard_normal", "zero", "train_mean"}
     assert (repo / "metrics/depth.json").exists() and (repo / "plots/depth.png").exists()
 
 
-def test_second_repro_does_nothing(repo):
-    out = sh("dvc repro", repo).stdout
+def test_second_repro_does_nothing(clean):
+    out = sh("dvc repro", clean).stdout
     assert "Running stage" not in out
 
 
-def test_param_change_reruns_only_downstream_and_diff_shows_it(repo):
+def test_param_change_reruns_only_downstream_and_diff_shows_it(clean):
+    repo = clean
     r = sh("dvc exp run -S decompose.epochs=1 -n smoke-e1", repo).stdout
     ran = {line.split("'")[1] for line in r.splitlines() if line.startswith("Running stage")}
     assert ran and all(s.startswith(("decompose@", "depth_study", "report")) for s in ran), ran
@@ -97,52 +121,42 @@ def test_param_change_reruns_only_downstream_and_diff_shows_it(repo):
     assert "smoke-e1" in json.dumps(show)
     diff = json.loads(sh("dvc metrics diff --json HEAD smoke-e1", repo).stdout)
     assert diff["metrics/cifar_resnet20/decompose.json"]["epochs"]["new"] == 1
-    sh("git checkout -- . && dvc checkout -q", repo)  # `exp run` left its results in the workspace
 
 
-def test_bad_param_fails_before_work_naming_the_key(repo):
+def test_bad_param_fails_before_work_naming_the_key(clean):
+    repo = clean
     p = yaml.safe_load((repo / "params.yaml").read_text())
     p["extract"]["amp"] = "fp8"
     (repo / "params.yaml").write_text(yaml.safe_dump(p))
-    try:
-        r = sh("python stages/extract_weights.py --model cifar_resnet20 --out /dev/null", repo,
-               check=False)
-        assert r.returncode == 1
-        assert "extract.amp: 'fp8'; allowed values: none, bf16, fp16" in r.stderr
-        assert "Traceback" not in r.stderr
-    finally:
-        sh("git checkout params.yaml", repo)
+    r = sh("python stages/extract_weights.py --model cifar_resnet20 --out w.parquet", repo,
+           check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "params.yaml extract.amp: Input should be 'none', 'bf16' or 'fp16' (found 'fp8')" \
+        in r.stderr
+    assert not (repo / "w.parquet").exists()
 
 
-def test_k_above_feature_dim_fails_before_extraction(repo):
+def test_k_above_feature_dim_fails_before_extraction(clean, tmp_path):
+    repo = clean
     p = yaml.safe_load((repo / "params.yaml").read_text())
     p["decompose"]["k2"] = 65
     (repo / "params.yaml").write_text(yaml.safe_dump(p))
-    try:
-        r = sh("python stages/extract_activations.py --model cifar_resnet20 --data data/cifar10 "
-               "--out /tmp/never --metrics /tmp/never.json", repo, check=False)
-        assert r.returncode == 1 and "Traceback" not in r.stderr
-        assert "decompose.k2: 65 exceeds the feature dimension of cifar_resnet20 (64)" in r.stderr
-        assert not Path("/tmp/never").exists()
-    finally:
-        sh("git checkout params.yaml", repo)
-
-
-TIMING = re.compile(r"seconds|per_s")
-
-
-def _strip_timing(obj):
-    if isinstance(obj, dict):
-        return {k: _strip_timing(v) for k, v in obj.items() if not TIMING.search(k)}
-    return obj
+    r = sh(f"python stages/extract_activations.py --model cifar_resnet20 --data data/cifar10 "
+           f"--out {tmp_path}/never --metrics {tmp_path}/m.json --timing {tmp_path}/t.json",
+           repo, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "decompose.k2: 65 exceeds the feature dimension of cifar_resnet20 (64)" in r.stderr
+    assert not (tmp_path / "never").exists()
 
 
 def _metrics(repo: Path) -> dict[str, dict]:
-    return {str(f.relative_to(repo)): _strip_timing(json.loads(f.read_text()))
-            for f in sorted((repo / "metrics").rglob("*.json"))}
+    """Every science metrics file (timing lives apart, in metrics/timing/)."""
+    return {str(f.relative_to(repo)): json.loads(f.read_text())
+            for f in sorted((repo / "metrics").rglob("*.json")) if "timing" not in f.parts}
 
 
-def test_new_stages_outputs(repo):
+def test_new_stages_outputs(clean):
+    repo = clean
     ex = json.loads((repo / "metrics/cifar_resnet20/explain.json").read_text())
     # classes 0 and 2, one right + one wrong each when the random model has any of either
     assert 2 <= ex["n_images"] <= 4 and ex["n_maps"] == 2 * ex["n_images"] * 6  # 2 methods x 6
@@ -162,36 +176,51 @@ def test_new_stages_outputs(repo):
     assert (repo / "plots/explain/folder_net/gradcampp.png").exists()
 
 
-def test_report_holds_every_metric_file(repo):
+def test_report_holds_every_metric_file(clean):
+    repo = clean
     from fclens.report import _num, _pct
 
     md = (repo / "report/README.md").read_text()
     html = (repo / "report/index.html").read_text()
-    for name in ("cifar_resnet20", "cifar_resnet56", "folder_net"):
+    for name in ("cifar_resnet20", "cifar_resnet32", "folder_net"):
         m = lambda f: json.loads((repo / f"metrics/{name}/{f}.json").read_text())  # noqa: E731
         for needle in (_pct(m("extract")["acc_test"]), _num(m("ald")["kappa_median"]),
                        _pct(m("decompose")["acc_decomposed_retrained"]),
                        _pct(m("ablate")["acc_noise_influential_union"]),
-                       _pct(m("k_grid")["best_acc_decomposed"]),
-                       _num(m("explain")["seconds_per_map"])):
+                       _pct(m("k_grid")["best_acc_decomposed"])):
             assert needle in md and needle in html, (name, needle)
     dep = json.loads((repo / "metrics/depth.json").read_text())
     assert _num(dep["models"]["cifar_resnet32"]["rel_acc"]) in md
     assert "../plots/explain/tf_efficientnet_lite0/smooth_gradcampp.png" in html
 
 
-def test_same_params_same_metrics(repo):
-    assert "Running stage" not in sh("dvc repro", repo).stdout  # the workspace is HEAD's run
+def test_same_params_same_metrics(clean):
+    repo = clean
     before = _metrics(repo)
     sh("dvc repro -f", repo)
     after = _metrics(repo)
     assert before.keys() == after.keys() and len(before) > 20
     for f in before:
         assert before[f] == after[f], f
-    sh("git checkout -- . && dvc checkout -q", repo)  # timing keys differ: back to HEAD's run
+    # timing left the DVC metrics: two runs with the same params differ in nothing DVC shows
+    assert json.loads(sh("dvc metrics diff --json HEAD", repo).stdout or "{}") == {}
 
 
-def test_sigkill_mid_extraction_leaves_nothing_complete(repo):
+ANALYSIS = "fit_ald build_trees select_influential decompose ablate k_grid depth_study"
+
+
+def test_emulated_second_machine_gives_the_same_metrics(clean):
+    """One thread and AVX2 kernels only (a smaller CPU): the analysis stages, rerun from the
+    same features, must write the same metrics byte for byte."""
+    before = _metrics(clean)
+    sh(f"dvc repro -f -s {ANALYSIS}", clean, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+       OPENBLAS_NUM_THREADS="1", ONEDNN_MAX_CPU_ISA="AVX2")
+    after = _metrics(clean)
+    assert [f for f in before if before[f] != after[f]] == []
+
+
+def test_sigkill_mid_extraction_leaves_nothing_complete(clean):
+    repo = clean
     feats = [repo / f"data/cifar_resnet20/features_{s}.parquet" for s in ("train", "test")]
     digests = [file_digest(f) for f in feats]
     metrics_before = _metrics(repo)
@@ -199,19 +228,21 @@ def test_sigkill_mid_extraction_leaves_nothing_complete(repo):
         f.unlink()
     kill_after_first_row_group = (
         "import os, runpy, signal, sys\n"
-        "import fclens.extract as e\n"
+        "import fclens.tables as e\n"
         "flush = e.FeatureWriter._flush\n"
         "def killed(self):\n"
         "    flush(self)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "e.FeatureWriter._flush = killed\n"
         "sys.argv = ['x', '--model', 'cifar_resnet20', '--data', 'data/cifar10', '--out',\n"
-        "            'data/cifar_resnet20', '--metrics', 'metrics/cifar_resnet20/extract.json']\n"
+        "            'data/cifar_resnet20', '--metrics', 'metrics/cifar_resnet20/extract.json',\n"
+        "            '--timing', 'metrics/timing/extract_activations@cifar_resnet20.json']\n"
         "runpy.run_path('stages/extract_activations.py', run_name='__main__')\n")
     r = subprocess.run([sys.executable, "-c", kill_after_first_row_group], cwd=repo,
                        env={**os.environ, "PYTHONPATH": str(repo / "stages")})
     assert r.returncode == -9  # really killed, mid-write
     assert not any(f.exists() for f in feats)  # only a temp file may remain
+    assert list((repo / "data/cifar_resnet20").glob(".features_train.parquet.*.tmp"))
     status = json.loads(sh("dvc status --json", repo).stdout)
     assert "extract_activations@cifar_resnet20" in status
     sh("dvc repro", repo)  # unchanged deps: DVC restores the outputs from its cache
@@ -220,10 +251,12 @@ def test_sigkill_mid_extraction_leaves_nothing_complete(repo):
     assert "Running stage 'extract_activations@cifar_resnet20'" in out
     assert [file_digest(f) for f in feats] == digests  # the same bytes
     assert _metrics(repo) == metrics_before
-    sh("git checkout -- . && dvc checkout -q", repo)
+    # the rerun cleaned the temp file the killed writer left
+    assert not list((repo / "data/cifar_resnet20").glob(".*.tmp"))
 
 
-def test_truncated_cached_output_is_detected_with_a_clear_error(repo):
+def test_truncated_cached_output_is_detected_with_a_clear_error(clean, tmp_path):
+    repo = clean
     f = repo / "data/cifar_resnet20/features_train.parquet"
     data = f.read_bytes()
     f.write_bytes(data[: len(data) // 2])
@@ -232,21 +265,21 @@ def test_truncated_cached_output_is_detected_with_a_clear_error(repo):
         assert "extract_activations@cifar_resnet20" in status
         r = sh("python stages/select_influential.py --features "
                "data/cifar_resnet20/features_train.parquet --weights "
-               "data/cifar_resnet20/fc_weights.parquet --out /tmp/never.parquet", repo,
+               f"data/cifar_resnet20/fc_weights.parquet --out {tmp_path}/never.parquet", repo,
                check=False)
         assert r.returncode == 1 and "Traceback" not in r.stderr
         assert "features_train.parquet" in r.stderr and "truncated" in r.stderr
     finally:
         f.unlink()
         sh("dvc checkout -q data/cifar_resnet20/features_train.parquet", repo)
-    from fclens.io import read_table
+    from fclens.tables import read_features
 
-    assert read_table(f).num_rows == 18  # restored from the DVC cache
+    assert len(read_features(f, 3, 64).labels) == 18  # restored from the DVC cache
     assert "features_train.parquet" not in sh("dvc status", repo).stdout
 
 
-def test_plots_show_renders_every_png(repo):
-    sh("dvc plots show -o /tmp/fclens_plots_e2e", repo)  # fails on a bad plot definition
-    html = Path("/tmp/fclens_plots_e2e/index.html").read_text()
-    pngs = list((repo / "plots").rglob("*.png"))
-    assert len(pngs) > 30 and html.count("<img") == len(pngs)
+def test_plots_show_renders_every_png(clean, tmp_path):
+    sh(f"dvc plots show -o {tmp_path}/plots", clean)  # fails on a bad plot definition
+    html = (tmp_path / "plots/index.html").read_text()
+    pngs = list((clean / "plots").rglob("*.png"))
+    assert len(pngs) > 20 and html.count("<img") == len(pngs)

@@ -23,10 +23,20 @@ from fclens.io import write_json
 from fclens.report.depth import depth_rows
 from fclens.report.fmt import slug
 from fclens.report.render import render_html
-from fclens.report.sections import (PAPER_RESNET20, PIPELINE_JSON, SECTIONS, Inputs,
-                                    build_markdown, section_ablations, section_bench,
-                                    section_data, section_depth, section_finetune,
-                                    section_timing, section_trees)
+from fclens.report.sections import (
+    PAPER_RESNET20,
+    PIPELINE_JSON,
+    SECTIONS,
+    Inputs,
+    build_markdown,
+    section_ablations,
+    section_bench,
+    section_data,
+    section_depth,
+    section_finetune,
+    section_timing,
+    section_trees,
+)
 
 # net_a has the paper's arch, net_b a different one; photo is explained on photographs only.
 ARCHS = {"net_a": "cifar_resnet20", "net_b": "cifar_resnet32", "photo": "tf_efficientnet_lite0"}
@@ -95,6 +105,7 @@ def make_tree(root: Path, fmt: str = "cifar10-jpeg", archs: dict = ARCHS,
             "rel_acc_retrained": 0.99, "union_size": 7})
         ab = _ablation(acc)
         ab.update(noise=noises[0], by_noise={k: _ablation(acc) for k in noises},
+                  damage_influential_per_class=0.117, damage_noninfluential_per_class=0.295,
                   methods={"algorithm1": {"jaccard_vs_algorithm1": 1.0, "acc_decomposed": 0.75,
                                           "damage_per_class": 0.11}})
         write_json(m / name / "ablate.json", ab)
@@ -183,8 +194,8 @@ def test_a_missing_key_fails_naming_file_and_key(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["cifar10-python", "image-folder"])
 def test_no_jpeg_claim_unless_the_data_is_the_jpeg_copy(tmp_path, fmt):
-    text = "\n".join(section_data(make_tree(tmp_path, fmt=fmt)))
-    assert "JPEG" not in text and f"`{fmt}`" in text and "/somewhere/tiny.tar.gz" in text
+    md = build_markdown(make_tree(tmp_path, fmt=fmt))
+    assert "JPEG" not in md and f"`{fmt}`" in md and "/somewhere/tiny.tar.gz" in md
 
 
 def test_jpeg_copy_is_said_when_it_is_the_jpeg_copy(tmp_path):
@@ -341,14 +352,16 @@ def test_dvc_wiring_of_report_and_depth_study(tmp_path):
         "report": {"cmd": f"{py} \"import pathlib as p; p.Path('report').mkdir(exist_ok=True);"
                           f" p.Path('report/README.md').write_text('3')\"",
                    "deps": report_deps, "outs": [{"report/README.md": {"cache": False}}]}}
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages,
+                                                       "metrics": ["metrics/pipeline.json"]}))
     shutil.copy(ROOT / ".dvcignore", tmp_path / ".dvcignore")
     sh("git init -q && dvc init -q && git add -A && git commit -qm init")
     ran = re.findall(r"Running stage '([^']+)'", sh("dvc repro"))
     assert ran[-2:] == ["depth_study", "report"] and len(ran) == len(models) + 2, ran
     for f in ("metrics/pipeline.json", "metrics/reliability.json"):
-        (tmp_path / f).write_text("{}")
+        (tmp_path / f).write_text('{"n_stages": 3}')
     assert "Running stage" not in sh("dvc repro")
+    assert "metrics/pipeline.json" in sh("dvc metrics show --json")  # ignored, still shown
     (tmp_path / "metrics/bench").mkdir()
     (tmp_path / "metrics/bench/x.json").write_text("{}")  # the report shows bench figures
     assert re.findall(r"Running stage '([^']+)'", sh("dvc repro")) == ["report"]
@@ -393,8 +406,9 @@ def check_in_browser(page: Path, tmp: Path) -> None:
     html = page.read_text()
     # a copy with the checks, resolving relative paths exactly as from the page's own folder
     probe = tmp / "probe.html"
-    probe.write_text(html.replace("<head>", f'<head><base href="{page.parent.as_uri()}/">', 1)
-                     .replace("</body>", CHECK_JS + "</body>", 1))
+    doctype = re.match(r"\s*<!doctype[^>]*>", html, re.I)
+    cut = doctype.end() if doctype else 0
+    probe.write_text(f'{html[:cut]}<base href="{page.parent.as_uri()}/">{html[cut:]}{CHECK_JS}')
     dom = _chromium(tmp, "--dump-dom", probe.as_uri())
     m = re.search(r'<pre id="fclens-check">(.*?)</pre>', dom, re.S)
     assert m, f"the check script did not run:\n{dom[-1000:]}"

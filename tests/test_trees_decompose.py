@@ -1,12 +1,16 @@
 import numpy as np
-import pandas as pd
 import pytest
 
-from fclens.ablate import ablation_block, jaccard, replace
-from fclens.decompose import (check_k, decomposed_logits, index_mask, influential_indices,
-                              top_k_indices, train_masked_head)
+from fclens.ablate import Noise, ablation_block, jaccard, replace
+from fclens.decompose import (TrainConfig, check_k, decomposed_logits, index_mask,
+                              influential_indices, top_k_indices, train_masked_head)
 from fclens.errors import FclensError
-from fclens.trees import chain_rank, split_tree, terminals
+from fclens.tables import Features, Head
+from fclens.trees import build_trees, chain_node, chain_rank, split_tree, terminals, tree_frames
+
+
+def _feats(x, y) -> Features:
+    return Features(np.asarray(x, np.float32), np.asarray(y), np.asarray(y))
 
 
 def test_chain_tree_on_hand_example():
@@ -29,20 +33,26 @@ def test_full_tree_leaves_partition_indices():
     assert all(len(n.indices) < 20 or np.ptp(w[n.indices]) == 0 for n in leaves)
 
 
-def test_chain_rank_equals_sorting_by_weight():
-    w = np.random.default_rng(1).normal(size=(3, 100))
-    rows = []
+def test_chain_terminals_are_the_top_weights():
+    # the claim behind chain_rank: every node on the '+' chain holds exactly the top-|node|
+    # weights of its class, so the blog's chain terminals are the class's largest weights
+    w = np.random.default_rng(1).normal(size=(3, 100)).astype(np.float32)
+    nodes, _, _ = tree_frames(build_trees(w, "chain", 4), w, ("a", "b", "c"), "chain")
+    order = chain_rank(w)
     for c in range(3):
-        for n in split_tree(w[c], "chain", 4, c):
-            rows.append({"class_index": c, "path": n.path, "depth": n.depth, "indices": n.indices})
-    order = chain_rank(pd.DataFrame(rows), w)
-    np.testing.assert_array_equal(order[:, :5], np.argsort(-w, 1)[:, :5])
+        plus = nodes[(nodes["class_index"] == c) & nodes["path"].str.fullmatch(r"\++")]
+        assert len(plus) >= 3
+        for idx in plus["indices"]:
+            assert sorted(idx.tolist()) == sorted(order[c, :len(idx)].tolist())
+        term = chain_node(nodes, c, "+")
+        assert sorted(term.tolist()) == sorted(order[c, :len(term)].tolist())
 
 
 def test_algorithm1_golden_and_tie_break():
     x = np.array([[3, 1, 2, 0], [0, 5, 5, 1], [1, 1, 1, 1]], float)
     y = np.array([0, 0, 1])
-    idx, counts = influential_indices(x, y, 2, k1=2, k2=2)
+    infl = influential_indices(x, y, 2, k1=2, k2=2)
+    idx, counts = infl.idx, infl.counts
     # class 0: image 0 -> {0, 2}, image 1 -> {1, 2} (tie 5 = 5: lower index first)
     # counts 0:1, 1:1, 2:2 -> [2, 0] (tie between 0 and 1 at count 1: lower index)
     assert idx.tolist() == [[2, 0], [0, 1]] and counts.tolist() == [[2, 1], [1, 1]]
@@ -69,10 +79,12 @@ def test_retraining_keeps_mask_improves_and_is_deterministic():
     x = np.abs(rng.normal(size=(300, 8))).astype(np.float32)
     y = (x[:, 0] > x[:, 1]).astype(int)
     mask = index_mask(np.array([[0, 2], [1, 3]]), 8)
-    w0, b0 = np.zeros((2, 8), np.float32), np.zeros(2, np.float32)
-    w1, b1 = train_masked_head(x, y, w0, b0, mask, 20, 0.05, 32, seed=3)
-    w2, _ = train_masked_head(x, y, w0, b0, mask, 20, 0.05, 32, seed=3)
-    np.testing.assert_array_equal(w1, w2)
+    head = Head(np.zeros((2, 8), np.float32), np.zeros(2, np.float32), ("a", "b"))
+    cfg = TrainConfig(epochs=20, lr=0.05, batch_size=32, seed=3)
+    h1 = train_masked_head(_feats(x, y), head, mask, cfg)
+    h2 = train_masked_head(_feats(x, y), head, mask, cfg)
+    w1, b1 = h1.w, h1.b
+    np.testing.assert_array_equal(w1, h2.w)
     assert (w1[~mask] == 0).all()
     assert ((x @ w1.T + b1).argmax(1) == y).mean() > 0.9
 
@@ -82,18 +94,18 @@ def test_ablation_noise_modes_and_blocks():
     x = rng.normal(size=(4, 3)).astype(np.float32)
     mask = np.array([True, False, True])
     mean, std = np.array([1, 2, 3], np.float32), np.ones(3, np.float32)
-    z = replace(x, mask, "zero", rng, mean, std)
+    z = replace(x, mask, Noise("zero", mean, std, 0), rng)
     assert (z[:, [0, 2]] == 0).all() and (z[:, 1] == x[:, 1]).all()
-    m = replace(x, mask, "train_mean", rng, mean, std)
+    m = replace(x, mask, Noise("train_mean", mean, std, 0), rng)
     assert (m[:, 0] == 1).all() and (m[:, 2] == 3).all()
     with pytest.raises(FclensError, match="allowed"):
-        replace(x, mask, "bogus", rng, mean, std)
+        replace(x, mask, Noise("bogus", mean, std, 0), rng)
     # a head that reads only feature 0: noising set {0} hurts, noising {1} does not
     xs = rng.normal(size=(500, 2)).astype(np.float32)
     y = (xs[:, 0] > 0).astype(int)
-    w, b = np.array([[-1.0, 0.0], [1.0, 0.0]]), np.zeros(2)
+    head = Head(np.array([[-1.0, 0.0], [1.0, 0.0]]), np.zeros(2), ("a", "b"))
     sets = np.array([[True, False], [True, False]])
-    blk = ablation_block(xs, y, w, b, sets, "zero", xs.mean(0), xs.std(0), 0, 2)
+    blk = ablation_block(_feats(xs, y), head, sets, Noise.from_train("zero", _feats(xs, y), 0), 2)
     assert blk["acc_original"] == 1.0
     assert blk["acc_noise_influential_union"] < 0.6 and blk["acc_noise_noninfluential_union"] == 1.0
     assert jaccard(sets, ~sets).tolist() == [0.0, 0.0]
@@ -110,22 +122,22 @@ def test_accuracy_grid_matches_algorithm1_cell_by_cell():
     x = np.maximum(rng.normal(size=(300, 12)), 0).round(1)  # ties on purpose
     y = rng.integers(0, 4, 300)
     w, b = rng.normal(size=(4, 12)), rng.normal(size=4)
-    acc, union = decomposed_accuracy_grid(x[:200], y[:200], x[200:], y[200:], w, b, [1, 3, 12],
-                                          [2, 5])
+    head, tr, te = Head(w, b, tuple("abcd")), _feats(x[:200], y[:200]), _feats(x[200:], y[200:])
+    acc, union = decomposed_accuracy_grid(tr, te, head, [1, 3, 12], [2, 5])
     for i, k1 in enumerate([1, 3, 12]):
         for j, k2 in enumerate([2, 5]):
-            idx, _ = influential_indices(x[:200], y[:200], 4, k1, k2)
+            idx = influential_indices(tr.x, tr.labels, 4, k1, k2).idx
             mask = index_mask(idx, 12)
-            assert acc[i, j] == accuracy(decomposed_logits(x[200:], w, b, mask), y[200:])
+            assert acc[i, j] == accuracy(decomposed_logits(te.x, w, b, mask), te.labels)
             assert union[i, j] == mask.any(0).sum()
     with pytest.raises(FclensError, match="decompose.grid"):
-        decomposed_accuracy_grid(x, y, x, y, w, b, [13], [1])
+        decomposed_accuracy_grid(tr, te, head, [13], [1])
 
 
 def test_finetune_keeps_the_mask_and_is_deterministic():
     import torch
 
-    from fclens.finetune import finetune_decomposed
+    from fclens.finetune import FinetuneConfig, finetune_decomposed
     from fclens.models.cifar_resnet import CifarResNet
 
     rng = np.random.default_rng(0)
@@ -141,9 +153,9 @@ def test_finetune_keeps_the_mask_and_is_deterministic():
         conv0 = model.conv1.weight.detach().clone()
         b0 = model.linear.bias.detach().numpy().copy()
         log = []
-        out = finetune_decomposed(model, images, labels, mask, w0, b0, epochs=2, lr=1e-2,
-                                  batch_size=8, seed=3, device="cpu",
-                                  on_epoch=lambda e, info: log.append(info["train_loss"]))
+        cfg = FinetuneConfig(epochs=2, lr=1e-2, batch_size=8, seed=3, device="cpu")
+        out = finetune_decomposed(model, images, labels, mask, Head(w0, b0, ("a", "b", "c")),
+                                  cfg, on_epoch=lambda e, info: log.append(info["train_loss"]))
         w = out.linear.weight.detach().numpy()
         assert (w[~mask] == 0).all() and (w[mask] != w0[mask]).any()
         assert not torch.equal(out.conv1.weight, conv0) and not out.training

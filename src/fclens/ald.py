@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
+from .constants import ALD_FAMILIES as FAMILIES
 from .errors import FclensError
 
-FAMILIES = ("ald", "gaussian", "laplace", "student_t", "logistic")
 N_PARAMS = {"ald": 3, "gaussian": 2, "laplace": 2, "student_t": 3, "logistic": 2}
 # AIC differences below AIC_TIE_REL * n (n = weights per row) are ties: a loglik is a sum of n
 # terms, so its rounding error (and a tolerance-stopped optimizer's error) grows with n
@@ -269,6 +269,34 @@ def _logistic_logpdf_sum(x: np.ndarray, mu: np.ndarray, s: np.ndarray) -> np.nda
     return (-z - 2 * np.log1p(np.exp(-z))).sum(1) - x.shape[1] * np.log(s[:, 0])
 
 
+def _logistic_ll(y: np.ndarray, th: np.ndarray) -> np.ndarray:
+    """Logistic loglik per row of standardized y (G, D) at th = (a, b) (G, 2); -inf if b <= 0."""
+    n = y.shape[1]
+    a, b = th[:, :1], th[:, 1:2]
+    z = np.abs(b * y - a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        val = n * np.log(b[:, 0]) + (-z - 2 * np.log1p(np.exp(-z))).sum(1)
+    return np.where(b[:, 0] > 0, val, -np.inf)
+
+
+def _logistic_ll_grad_hess(y: np.ndarray, th: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Loglik (G,), gradient (G, 2) and Hessian (G, 2, 2) in (a, b); see fit_logistic."""
+    n = y.shape[1]
+    a, b = th[:, :1], th[:, 1:2]  # (G, 1)
+    z = b * y - a  # (G, D)
+    t = np.tanh(z / 2)  # -d log f / dz
+    h = -0.5 * (1 - t * t)  # d2 log f / dz2
+    az = np.abs(z)
+    ll = n * np.log(b[:, 0]) + (-az - 2 * np.log1p(np.exp(-az))).sum(1)
+    hy = h * y
+    g = np.stack([t.sum(1), n / b[:, 0] - (t * y).sum(1)], 1)
+    h_ab = -hy.sum(1)
+    hess = np.stack([np.stack([h.sum(1), h_ab], 1),
+                     np.stack([h_ab, -n / b[:, 0] ** 2 + (hy * y).sum(1)], 1)], 1)
+    return ll, g, hess
+
+
 def fit_logistic(x: np.ndarray) -> dict[str, np.ndarray]:
     """Logistic MLE per row by Newton in (a, b) = (mu/s, 1/s), where the loglik is concave.
 
@@ -277,32 +305,9 @@ def fit_logistic(x: np.ndarray) -> dict[str, np.ndarray]:
     s = std * sqrt(3) / pi). Returns loc, scale, loglik, n_iter, converged (each (G,)).
     """
     x = _rows(x)
-    n = x.shape[1]
-    y, med, sd = _standardize(x)
-
-    def ll_only(y, th):
-        a, b = th[:, :1], th[:, 1:2]
-        z = np.abs(b * y - a)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            val = n * np.log(b[:, 0]) + (-z - 2 * np.log1p(np.exp(-z))).sum(1)
-        return np.where(b[:, 0] > 0, val, -np.inf)
-
-    def ll_grad_hess(y, th):
-        a, b = th[:, :1], th[:, 1:2]
-        z = b * y - a
-        t = np.tanh(z / 2)  # -d log f / dz
-        h = -0.5 * (1 - t * t)  # d2 log f / dz2
-        az = np.abs(z)
-        ll = n * np.log(b[:, 0]) + (-az - 2 * np.log1p(np.exp(-az))).sum(1)
-        hy = h * y
-        g = np.stack([t.sum(1), n / b[:, 0] - (t * y).sum(1)], 1)
-        h_ab = -hy.sum(1)
-        hess = np.stack([np.stack([h.sum(1), h_ab], 1),
-                         np.stack([h_ab, -n / b[:, 0] ** 2 + (hy * y).sum(1)], 1)], 1)
-        return ll, g, hess
-
+    y, med, sd = _standardize(x)  # (G, D), (G, 1), (G, 1)
     th0 = np.stack([np.zeros(len(x)), np.full(len(x), np.pi / np.sqrt(3))], 1)
-    r = _newton_rows(y, th0, ll_grad_hess, ll_only, np.array([-np.inf, 0.0]),
+    r = _newton_rows(y, th0, _logistic_ll_grad_hess, _logistic_ll, np.array([-np.inf, 0.0]),
                      np.array([np.inf, np.inf]))
     a, b = r["theta"][:, 0], r["theta"][:, 1]
     mu, s = med[:, 0] + sd[:, 0] * a / b, sd[:, 0] / b
@@ -311,7 +316,7 @@ def fit_logistic(x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _t_const(nu: np.ndarray) -> np.ndarray:
-    """log of the Student-t normalizer at unit scale: lgamma((nu+1)/2) - lgamma(nu/2) - log(nu pi)/2"""
+    """Log of the Student-t normalizer at unit scale (nu (G, 1) or (G,))."""
     return special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
 
 
@@ -332,6 +337,50 @@ def _t_em(y: np.ndarray, nu: float, mu: np.ndarray, s2: np.ndarray, iters: int
         r = y - mu
         s2 = (w * r * r).mean(1, keepdims=True)
     return mu, s2
+
+
+def _t_ll(y: np.ndarray, th: np.ndarray) -> np.ndarray:
+    """Student-t loglik per row of y (G, D) at th = (mu, log s, log df) (G, 3)."""
+    return _t_loglik(y, th[:, :1], th[:, 1:2], np.exp(th[:, 2:3]))
+
+
+def _t_ll_grad_hess(y: np.ndarray, th: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Loglik (G,), gradient (G, 3) and Hessian (G, 3, 3) in (mu, eta = log s, lam = log df).
+
+    The loglik is sum_i [c(nu) - eta - (nu+1)/2 log(1 + z_i^2/nu)], z = (y - mu)/s, c the
+    normalizer (_t_const); the derivatives are written out by hand (tests check them against
+    finite differences), so one pass over the (G, D) data gives all of them.
+    """
+    d = y.shape[1]
+    mu, eta, lam = th[:, :1], th[:, 1:2], th[:, 2:3]  # (G, 1)
+    s, nu = np.exp(eta), np.exp(lam)
+    z = (y - mu) / s  # (G, D)
+    z2 = z * z
+    den = nu + z2
+    q = np.log1p(z2 / nu)
+    w = (nu + 1) / den  # EM weights
+    e = (z2 - 1) / (den * den)
+    s_q, s_wz2 = q.sum(1), (w * z2).sum(1)
+    s_wz2_d, s_wz_d = (w * z2 / den).sum(1), (w * z / den).sum(1)
+    s_ze, s_z2e, s_z2_d = (z * e).sum(1), (z2 * e).sum(1), (z2 / den).sum(1)
+    nu0, s0 = nu[:, 0], s[:, 0]
+    c1 = 0.5 * (special.digamma((nu0 + 1) / 2) - special.digamma(nu0 / 2)) - 0.5 / nu0
+    c2 = 0.25 * (special.polygamma(1, (nu0 + 1) / 2) - special.polygamma(1, nu0 / 2)) \
+        + 0.5 / nu0 ** 2
+    ll = d * (_t_const(nu0) - eta[:, 0]) - (nu0 + 1) / 2 * s_q
+    g = np.stack([(w * z).sum(1) / s0, s_wz2 - d,
+                  d * nu0 * c1 - nu0 / 2 * s_q + 0.5 * s_wz2], 1)
+    h_mm = (2 * s_wz2_d - w.sum(1)) / s0 ** 2
+    h_me = -2 * nu0 * s_wz_d / s0
+    h_ee = -2 * nu0 * s_wz2_d
+    h_ml = nu0 * s_ze / s0
+    h_el = nu0 * s_z2e
+    h_ll = (d * (nu0 * c1 + nu0 ** 2 * c2) - nu0 / 2 * s_q + nu0 / 2 * s_z2_d
+            + nu0 / 2 * s_z2e)
+    hess = np.stack([np.stack([h_mm, h_me, h_ml], 1), np.stack([h_me, h_ee, h_el], 1),
+                     np.stack([h_ml, h_el, h_ll], 1)], 1)
+    return ll, g, hess
 
 
 def fit_student_t(x: np.ndarray, n_grid: int = 12, em_iters: int = 10) -> dict[str, np.ndarray]:
@@ -357,45 +406,8 @@ def fit_student_t(x: np.ndarray, n_grid: int = 12, em_iters: int = 10) -> dict[s
         best_ll[upd] = ll[upd]
         best[upd] = np.concatenate([mu, 0.5 * np.log(s2), np.full_like(mu, np.log(nu_v))], 1)[upd]
 
-    d = x.shape[1]
-
-    def ll_only(y, th):
-        return _t_loglik(y, th[:, :1], th[:, 1:2], np.exp(th[:, 2:3]))
-
-    def ll_grad_hess(y, th):
-        # derivatives of sum_i [c(nu) - log s - (nu+1)/2 log(1 + z_i^2/nu)], z = (y - mu)/s,
-        # w.r.t. (mu, eta = log s, lam = log nu); written out in tests as finite differences
-        mu, eta, lam = th[:, :1], th[:, 1:2], th[:, 2:3]
-        s, nu = np.exp(eta), np.exp(lam)  # (A, 1)
-        z = (y - mu) / s
-        z2 = z * z
-        den = nu + z2
-        q = np.log1p(z2 / nu)
-        w = (nu + 1) / den  # EM weights
-        e = (z2 - 1) / (den * den)
-        s_q, s_wz2 = q.sum(1), (w * z2).sum(1)
-        s_wz2_d, s_wz_d = (w * z2 / den).sum(1), (w * z / den).sum(1)
-        s_ze, s_z2e, s_z2_d = (z * e).sum(1), (z2 * e).sum(1), (z2 / den).sum(1)
-        nu0, s0 = nu[:, 0], s[:, 0]
-        c1 = 0.5 * (special.digamma((nu0 + 1) / 2) - special.digamma(nu0 / 2)) - 0.5 / nu0
-        c2 = 0.25 * (special.polygamma(1, (nu0 + 1) / 2) - special.polygamma(1, nu0 / 2)) \
-            + 0.5 / nu0 ** 2
-        ll = d * (_t_const(nu0) - eta[:, 0]) - (nu0 + 1) / 2 * s_q
-        g = np.stack([(w * z).sum(1) / s0, s_wz2 - d,
-                      d * nu0 * c1 - nu0 / 2 * s_q + 0.5 * s_wz2], 1)
-        h_mm = (2 * s_wz2_d - w.sum(1)) / s0 ** 2
-        h_me = -2 * nu0 * s_wz_d / s0
-        h_ee = -2 * nu0 * s_wz2_d
-        h_ml = nu0 * s_ze / s0
-        h_el = nu0 * s_z2e
-        h_ll = (d * (nu0 * c1 + nu0 ** 2 * c2) - nu0 / 2 * s_q + nu0 / 2 * s_z2_d
-                + nu0 / 2 * s_z2e)
-        hess = np.stack([np.stack([h_mm, h_me, h_ml], 1), np.stack([h_me, h_ee, h_el], 1),
-                         np.stack([h_ml, h_el, h_ll], 1)], 1)
-        return ll, g, hess
-
     best[:, 2] = np.clip(best[:, 2], *LOG_NU_BOUNDS)
-    r = _newton_rows(y, best, ll_grad_hess, ll_only,
+    r = _newton_rows(y, best, _t_ll_grad_hess, _t_ll,
                      np.array([-np.inf, -np.inf, LOG_NU_BOUNDS[0]]),
                      np.array([np.inf, np.inf, LOG_NU_BOUNDS[1]]))
     th = r["theta"]

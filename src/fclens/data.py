@@ -63,6 +63,22 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _FOLDER_SPLITS = {"train": ("train",), "test": ("val", "test")}
 
 
+def folder_class_names(split_dir: Path) -> tuple[str, ...]:
+    """ImageFolder's convention: class i = the i-th sorted sub-folder name."""
+    return tuple(sorted(c.name for c in Path(split_dir).iterdir() if c.is_dir()))
+
+
+def dataset_class_names(cfg, where: str) -> tuple[str, ...] | None:
+    """A folder dataset's class names, read from its train/ folder (None for archives, whose
+    models name their own classes)."""
+    if cfg.folder is None:
+        return None
+    if not (Path(cfg.folder) / "train").is_dir():
+        raise FclensError(f"{cfg.folder}: no train/ subfolder ({where}.folder); expected "
+                          f"<root>/train/<class>/*.jpg")
+    return folder_class_names(Path(cfg.folder) / "train")
+
+
 def scan_image_folder(root: str | Path, where: str) -> dict[str, FolderSplit]:
     """Index <root>/train/<class>/* and <root>/val (or test)/<class>/*, sorted, class = folder."""
     root = Path(root)
@@ -75,7 +91,7 @@ def scan_image_folder(root: str | Path, where: str) -> dict[str, FolderSplit]:
         if d is None:
             raise FclensError(f"{root}: no {' or '.join(names)}/ subfolder ({where}.folder); "
                               f"expected {layout}")
-        classes = tuple(sorted(c.name for c in d.iterdir() if c.is_dir()))
+        classes = folder_class_names(d)
         paths, labels = [], []
         for i, c in enumerate(classes):
             files = sorted(f for f in (d / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)

@@ -155,9 +155,15 @@ def _is_lukemelas_file(weights: str) -> bool:
     return p.suffix == ".pth" and p.exists() and next(iter(_torch_load(p)), "").startswith("_")
 
 
-def class_names(model: nn.Module, dataset_names: tuple[str, ...] | None = None) -> list[str]:
+def class_names(model: nn.Module, dataset_names: tuple[str, ...] | None = None,
+                where: str = "") -> list[str]:
+    """The dataset's class names when given (they must fit the head), else the model's own."""
     n = model.get_classifier().out_features
-    if dataset_names is not None and len(dataset_names) == n:
+    if dataset_names is not None:
+        if len(dataset_names) != n:
+            raise FclensError(f"{where}: {len(dataset_names)} classes "
+                              f"({', '.join(dataset_names[:4])}...) but the model has {n} "
+                              f"outputs; expected the same number")
         return list(dataset_names)
     if isinstance(model, CifarResNet) and n == 10:
         return list(CIFAR10_CLASSES)

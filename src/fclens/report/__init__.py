@@ -8,4 +8,7 @@
 Only `fmt` is imported here, so that the depth study's code deps stay these three small files.
 """
 
-from .fmt import num as _num, pct as _pct  # noqa: F401  (the names tests format figures with)
+from .fmt import num as _num
+from .fmt import pct as _pct
+
+__all__ = ["_num", "_pct"]  # the names tests format figures with

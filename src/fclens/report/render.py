@@ -1,4 +1,4 @@
-"""The report's Markdown as a standalone HTML page, rendered by markdown-it-py (CommonMark + tables).
+"""The report's Markdown as a standalone HTML page, by markdown-it-py (CommonMark + tables).
 
 On top of the library's rendering: every heading gets GitHub's anchor as its id (so the table of
 contents links work in both places), and an image followed by its italic caption line (see

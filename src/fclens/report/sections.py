@@ -11,7 +11,7 @@ absent.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +62,9 @@ class Inputs:
     models: list[str]  # every model: weight stages
     archs: dict[str, str]  # model -> arch (params models.<m>.arch)
     feature_models: dict[str, str]  # model -> dataset: activation and decomposition stages
-    photo_models: list[str] = ()  # explain.photo_models
-    depth_models: list[str] = ()  # depth_study.models
-    finetune_models: list[str] = ()  # finetune.models
+    photo_models: Sequence[str] = ()  # explain.photo_models
+    depth_models: Sequence[str] = ()  # depth_study.models
+    finetune_models: Sequence[str] = ()  # finetune.models
 
     def json(self, rel: str) -> Doc:
         path = self.root / rel
@@ -183,6 +183,12 @@ CHAIN_NOTE = (
     "negative ones: the trees select nothing that sorting the weight row would not.")
 
 
+TREE_CAPTIONS = {
+    "sorted_by_branch": "each plotted class's weights in ascending order, coloured by how deep "
+                        "they stay on the '+' (red) or '-' (blue) chain.",
+}
+
+
 def section_trees(inp: Inputs) -> list[str]:
     rows = []
     for m in inp.models:
@@ -197,10 +203,7 @@ def section_trees(inp: Inputs) -> list[str]:
              + [CHAIN_NOTE, ""])
     for m in inp.models:
         for stem, src in inp.pngs(f"plots/{m}/trees"):
-            caption = ("each plotted class's weights in ascending order, coloured by how deep "
-                       "they stay on the '+' (red) or '-' (blue) chain." if stem == "sorted_by_branch"
-                       else stem)
-            lines += figure(src, f"{m}: {caption}")
+            lines += figure(src, f"{m}: {TREE_CAPTIONS.get(stem, stem)}")
     return lines
 
 
