@@ -12,12 +12,13 @@ from fclens.plots import plot_ald_classes, plot_kappa_hist
 
 def main(a, p):
     head = tables.read_fc_weights(a.weights)
+    classes = p.class_indices("ald.plot_classes", head.n_classes, a.weights)
     t0 = time.perf_counter()
     res = ald.compare_families(head.w)
     write_json(a.timing, {"fit_seconds": time.perf_counter() - t0}, digits=3)
     tables.write_ald(a.out, res, head.names)
     write_json(a.metrics, ald.summary(res), digits=4)
-    plot_ald_classes(head.w, res, head.names, p.ald.plot_classes, Path(a.plots) / "classes.png")
+    plot_ald_classes(head.w, res, head.names, classes, Path(a.plots) / "classes.png")
     plot_kappa_hist(res["ald_fit"]["kappa"], Path(a.plots) / "kappa.png")
 
 

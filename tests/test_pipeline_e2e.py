@@ -51,6 +51,7 @@ def smoke_params(archive: Path, folder: Path) -> dict:
     p["finetune"].update(models=["cifar_resnet20"], epochs=1, batch_size=8)
     p["decompose"].update(epochs=3, k1=3, k2=3, grid={"k1": [1, 3], "k2": [1, 3]})
     p["ablate"]["n_random"] = 2
+    p["ald"]["plot_classes"] = [0, 2]
     p["explain"].update(n_samples=2, classes=[0, 2], n_correct=1, n_wrong=1, photos=["chelsea"])
     p["pictures"]["max_tiles"] = 8
     return p
@@ -59,7 +60,7 @@ def smoke_params(archive: Path, folder: Path) -> dict:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     d = tmp_path_factory.mktemp("proj")
-    for item in ("dvc.yaml", "stages", "src"):
+    for item in ("dvc.yaml", ".dvcignore", "stages", "src"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, d / item)
     (d / "metrics" / "bench").mkdir(parents=True)  # a report input, written by `make bench`

@@ -3,7 +3,6 @@ committed report/index.html opened in headless Chromium (skipped where Chromium 
 
 import dataclasses
 import html as html_lib
-import importlib.util
 import json
 import os
 import re
@@ -293,19 +292,11 @@ def test_depth_rows_sorted_by_depth_and_strict(tmp_path):
         depth_rows(tmp_path / "metrics", ["net_b"], {"net_b": "cifar_resnet32"})
 
 
-def _depth_stage_module():
-    sys.path.insert(0, str(ROOT / "stages"))
-    spec = importlib.util.spec_from_file_location("depth_study_stage",
-                                                  ROOT / "stages/depth_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_depth_study_deps_cover_the_params_models(tmp_path):
     """dvc.yaml lists one metrics/<m> folder per depth_study.models entry; the stage checks it."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    check = _depth_stage_module().check_declared
+    from fclens.report.depth import check_declared as check
+
     check(params["depth_study"]["models"], ROOT / "dvc.yaml")
     with pytest.raises(FclensError, match="add metrics/cifar_resnet110"):
         check([*params["depth_study"]["models"], "cifar_resnet110"], ROOT / "dvc.yaml")

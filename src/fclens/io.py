@@ -136,7 +136,10 @@ def _round_floats(obj: Any, digits: int) -> Any:
 
 def write_json(path: str | os.PathLike, obj: dict, digits: int = 6) -> None:
     """Sorted keys, floats to `digits` significant digits, atomic: same numbers, same bytes."""
-    text = json.dumps(_round_floats(obj, digits), indent=2, sort_keys=True) + "\n"
+    write_text(path, json.dumps(_round_floats(obj, digits), indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 

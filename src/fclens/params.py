@@ -192,6 +192,16 @@ class Params(_Section):
                     raise FclensError(f"params.yaml decompose.{key}: {v} exceeds the feature "
                                       f"dimension of {model} ({dim}); allowed: 1..{dim}")
 
+    def class_indices(self, key: str, n_classes: int, model: str) -> list[int]:
+        """The class-index list at dotted `key` (e.g. ald.plot_classes), checked against a
+        model's number of classes, known only once its weights are read."""
+        section, field = key.split(".")
+        vals = getattr(getattr(self, section), field)
+        if bad := [c for c in vals if c >= n_classes]:
+            raise FclensError(f"params.yaml {key}: {bad} out of range for {model} "
+                              f"({n_classes} classes); allowed: 0..{n_classes - 1}")
+        return vals
+
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
             raise FclensError(f"params.yaml models: no model {name!r}; allowed: "

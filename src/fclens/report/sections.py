@@ -66,6 +66,13 @@ class Inputs:
     depth_models: Sequence[str] = ()  # depth_study.models
     finetune_models: Sequence[str] = ()  # finetune.models
 
+    @classmethod
+    def from_params(cls, root: Path, p) -> Inputs:
+        """The model lists of a params.yaml (`fclens.params.Params`)."""
+        return cls(root, list(p.models), {m: s.arch for m, s in p.models.items()},
+                   dict(p.feature_models), list(p.explain.photo_models),
+                   list(p.depth_study.models), list(p.finetune.models))
+
     def json(self, rel: str) -> Doc:
         path = self.root / rel
         if not path.is_file():
