@@ -10,9 +10,8 @@ from fclens.params import load_params
 
 
 def run(name: str, main, required: str, optional: str = "", builds_models: bool = False) -> None:
-    """Parse `--<flag>` paths, validate params.yaml, call main(args, params); the outputs land
-    together when main returns, or none do. A FclensError is logged without a traceback, exit 1.
-    builds_models: also look each timm arch up in timm's registry (imports timm)."""
+    """Parse `--<flag>` paths, validate params.yaml (and timm arch names if builds_models), call
+    main(args, params); outputs land together when it returns. FclensError: one line, exit 1."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
     ap = argparse.ArgumentParser(prog=name)
     for flag in required.split() + optional.split():

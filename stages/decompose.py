@@ -1,10 +1,7 @@
 """Decomposed head (logit_c = x[I_c] . W[c, I_c] + b_c), without and with retraining."""
 
 from _stage import run
-
-from fclens import tables
-from fclens.decompose import TrainConfig, decompose_logged
-from fclens.io import write_json
+from fclens import decompose, io, tables
 
 
 def main(a, p):
@@ -12,9 +9,9 @@ def main(a, p):
     train, test = tables.read_splits(a.data, head)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
     d = p.decompose
-    cfg = TrainConfig(d.epochs, d.lr, d.batch_size, p.seed, d.optimizer)
-    metrics = decompose_logged(train, test, head, infl, cfg, a.live)
-    write_json(a.metrics, {**metrics, "k1": d.k1}, digits=5)
+    metrics = decompose.decompose_logged(train, test, head, infl, decompose.TrainConfig(
+        d.epochs, d.lr, d.batch_size, p.seed, d.optimizer), a.live)
+    io.write_json(a.metrics, {**metrics, "k1": d.k1}, digits=5)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,17 @@
 """Penultimate features of train and test images -> data/<model>/features_{train,test}.parquet."""
 
-from pathlib import Path
-
 from _stage import run
-
-from fclens.extract import ExtractConfig, extract_splits
-from fclens.io import write_json
+from fclens import extract, io
 from fclens.models.registry import build_model
 
 
 def main(a, p):
     model = build_model(p.model(a.model), seed=p.seed)
     p.check_feature_dim(model.num_features, a.model)  # fail before the long extraction
-    cfg = ExtractConfig(**p.extract.model_dump())
-    metrics, timing = extract_splits(model, Path(a.data), Path(a.out), cfg, a.model)
-    write_json(a.metrics, metrics, digits=5)
-    write_json(a.timing, timing, digits=4)
+    cfg = extract.ExtractConfig(**p.extract.model_dump())
+    metrics, timing = extract.extract_splits(model, a.data, a.out, cfg, a.model)
+    io.write_json(a.metrics, metrics, digits=5)
+    io.write_json(a.timing, timing, digits=4)
 
 
 if __name__ == "__main__":

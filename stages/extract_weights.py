@@ -1,18 +1,16 @@
 """The final FC layer of a model -> data/<model>/fc_weights.parquet."""
 
 from _stage import run
-
-from fclens.data import dataset_class_names
-from fclens.extract import fc_head
+from fclens import data, extract, tables
 from fclens.models.registry import build_model, class_names
-from fclens.tables import write_fc_weights
 
 
 def main(a, p):
     model = build_model(p.model(a.model), seed=p.seed)
     ds = p.feature_models.get(a.model)  # a folder dataset names the classes
-    names = ds and dataset_class_names(p.datasets[ds], f"params.yaml datasets.{ds}")
-    write_fc_weights(a.out, fc_head(model, class_names(model, names or None, a.model)))
+    names = ds and data.dataset_class_names(p.datasets[ds], f"params.yaml datasets.{ds}")
+    tables.write_fc_weights(a.out, extract.fc_head(model, class_names(model, names or None,
+                                                                      a.model)))
 
 
 if __name__ == "__main__":

@@ -1,30 +1,21 @@
-"""The whole network fine-tuned under the decomposed head (the paper's code; off by default):
-metrics/<model>/finetune.json."""
-
-from pathlib import Path
+"""The whole network fine-tuned under the decomposed head (off by default) -> finetune.json."""
 
 from _stage import run
-
-from fclens import tables
-from fclens.data import load_split
-from fclens.finetune import FinetuneConfig, finetune_and_test
-from fclens.io import read_json, write_json
+from fclens import data, finetune, io, tables
 from fclens.models.registry import build_model
 
 
 def main(a, p):
     head = tables.read_fc_weights(a.weights)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
-    f = p.finetune
-    cfg = FinetuneConfig(f.epochs, f.lr, f.batch_size, p.seed, p.extract.device)
-    # the dataset's images (its features, a dep, change whenever the images do)
-    train, test = (load_split(Path("data") / p.feature_models[a.model] / f"{s}.npz")
-                   for s in ("train", "test"))
-    metrics = finetune_and_test(build_model(p.model(a.model), p.seed), train, test, head, infl,
-                                cfg, read_json(a.extract)["acc_test"])
-    write_json(a.metrics, metrics, digits=5)
+    f, ds = p.finetune, p.feature_models[a.model]
+    cfg = finetune.FinetuneConfig(f.epochs, f.lr, f.batch_size, p.seed, p.extract.device)
+    # the images, not a dep: the features (deps) change whenever the images do
+    train, test = (data.load_split(f"data/{ds}/{s}.npz") for s in ("train", "test"))
+    metrics = finetune.finetune_and_test(build_model(p.model(a.model), p.seed), train, test,
+                                         head, infl, cfg, io.read_json(a.extract)["acc_test"])
+    io.write_json(a.metrics, metrics, digits=5)
 
 
 if __name__ == "__main__":
-    run("finetune", main, "model data weights influential extract metrics",
-        builds_models=True)
+    run("finetune", main, "model weights influential extract metrics", builds_models=True)

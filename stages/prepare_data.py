@@ -1,17 +1,12 @@
-"""Decode a dataset archive once into arrays, or index an image folder:
-data/<dataset>/{train,test}.npz, and what was read: metrics/data/<dataset>.json."""
-
-from pathlib import Path
+"""Decode a dataset archive once, or index an image folder -> data/<ds>/{train,test}.npz."""
 
 from _stage import run
-
-from fclens.data import prepare
-from fclens.io import write_json
+from fclens import data, io
 
 
 def main(a, p):
-    info = prepare(p.datasets[a.dataset], f"params.yaml datasets.{a.dataset}", Path(a.out))
-    write_json(a.metrics, info)
+    info = data.prepare(p.dataset(a.dataset), f"params.yaml datasets.{a.dataset}", a.out)
+    io.write_json(a.metrics, info)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,16 @@
 """Algorithm 1 of "Decomposing the Deep": each class's k2 most frequent top-k1 features."""
 
 from _stage import run
-
-from fclens import tables
-from fclens.decompose import check_k, influential_indices
+from fclens import decompose, tables
 
 
 def main(a, p):
     head = tables.read_fc_weights(a.weights)
-    check_k(p.decompose.k1, p.decompose.k2, head.dim)  # before reading 50k rows
+    k1, k2 = p.decompose.k1, p.decompose.k2
+    decompose.check_k(k1, k2, head.dim)  # before reading 50k rows
     f = tables.read_features(a.features, head.n_classes, head.dim)
-    infl = influential_indices(f.x, f.labels, head.n_classes, p.decompose.k1, p.decompose.k2)
-    tables.write_influential(a.out, infl)
+    tables.write_influential(a.out, decompose.influential_indices(f.x, f.labels, head.n_classes,
+                                                                  k1, k2))
 
 
 if __name__ == "__main__":

@@ -136,10 +136,13 @@ def method_masks(alg1: np.ndarray, head: Head, train: Features) -> dict[str, np.
     }
 
 
-def run_ablations(train: Features, test: Features, head: Head, infl: Influential, noise: str,
-                  noise_modes: list[str], n_random: int, seed: int
+def run_ablations(train: Features, test: Features, head: Head, infl: Influential, cfg, seed: int
                   ) -> tuple[dict, pd.DataFrame]:
-    """ablate.json's metrics (every noise mode, the cross-method table) and the per-class table."""
+    """ablate.json's metrics (every noise mode, the cross-method table) and the per-class table.
+
+    cfg: `noise` (the mode reported at the top level), `noise_modes`, `n_random` (the params
+    `ablate` section)."""
+    noise, noise_modes, n_random = cfg.noise, cfg.noise_modes, cfg.n_random
     sets = index_mask(infl.idx, head.dim)
     by_noise = {m: ablation_block(test, head, sets, Noise.from_train(m, train, seed), n_random)
                 for m in noise_modes}

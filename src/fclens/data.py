@@ -280,7 +280,7 @@ def load_split(path: str | Path) -> Split | FolderSplit:
                           ) from e
 
 
-def prepare(cfg, where: str, out: Path) -> dict:
+def prepare(cfg, where: str, out: str | Path) -> dict:
     """A params `datasets.<name>` entry -> out/{train,test}.npz; returns what was read
     (format, source, sizes) for metrics/data/<name>.json."""
     if cfg.folder is not None:
@@ -290,6 +290,6 @@ def prepare(cfg, where: str, out: Path) -> dict:
         source = resolve_archive(cfg.archive, cfg.checksum, dl, where)
         splits, fmt = read_cifar_archive(source)
     for name, split in splits.items():
-        save_split(out / f"{name}.npz", split)
+        save_split(Path(out) / f"{name}.npz", split)
     return {"format": fmt, "source": str(source), "n_classes": len(splits["train"].class_names),
             **{f"n_{k}": len(s.labels) for k, s in splits.items()}}

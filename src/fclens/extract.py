@@ -228,14 +228,15 @@ def extract(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor
     return res
 
 
-def extract_splits(model: nn.Module, data: Path, out: Path, cfg: ExtractConfig, name: str
-                   ) -> tuple[dict, dict]:
+def extract_splits(model: nn.Module, data: str | Path, out: str | Path, cfg: ExtractConfig,
+                   name: str) -> tuple[dict, dict]:
     """Features of data/{train,test}.npz -> out/features_{split}.parquet.
 
     Returns (metrics, timing). The dataset's classes must be the model's classes.
     """
     from .data import Split, load_split
 
+    data, out = Path(data), Path(out)
     n_classes = fc_layer(model).out_features
     metrics: dict = {}
     seconds, n_total = 0.0, 0

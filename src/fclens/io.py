@@ -88,21 +88,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Like `atomic_path` for a whole directory: a fresh temp dir replaces `path` at the end."""
-    with _staged(Path(path), directory=True) as tmp:
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FclensError(f"{path}: is a file; expected a directory path to write")
+    with _staged(path, directory=True) as tmp:
         yield tmp
 
 
 @contextlib.contextmanager
 def _staged(path: Path, directory: bool) -> Iterator[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        _discard(stale)
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            _discard(stale)
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as e:  # a parent that is a file, no permission, disk full, ...
+        raise FclensError(f"{path}: cannot be written ({type(e).__name__}: {e.strerror}: "
+                          f"{e.filename}); expected a writable path") from None
     group = _GROUP.get()
     done = False
     try:

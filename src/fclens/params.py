@@ -8,7 +8,8 @@ dotted path, the value found and what is allowed. Stage scripts receive the type
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,7 +21,7 @@ from .models.spec import CHECKSUM, ModelSpec, check_arch
 PARAMS_FILE = "params.yaml"
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # lr: .inf would train NaNs
 Checksum = Annotated[str, Field(pattern=CHECKSUM)]
 NonEmpty = Field(min_length=1)
 
@@ -156,6 +157,12 @@ class Params(_Section):
     def _references(self) -> Params:
         for name, spec in self.models.items():  # a spec knows its own name, for messages
             object.__setattr__(spec, "name", name)
+            if spec.cifar_depth is not None and spec.weights in ("hub", "pypi"):
+                raise ValueError(f"models.{name}.weights: {spec.weights!r} does not exist for "
+                                 f"{spec.arch}; allowed: random or a checkpoint path")
+            if spec.url and not spec.checksum:
+                raise ValueError(f"models.{name}.url: {spec.url!r} without models.{name}."
+                                 f"checksum; expected checksum: sha256:<hex> to verify it")
 
         def known(key: str, names: list[str], allowed, what: str) -> None:
             for n in names:
@@ -202,11 +209,34 @@ class Params(_Section):
                               f"({n_classes} classes); allowed: 0..{n_classes - 1}")
         return vals
 
+    def dataset(self, name: str) -> Dataset:
+        if name not in self.datasets:
+            raise FclensError(f"params.yaml datasets: no dataset {name!r}; allowed: "
+                              f"{', '.join(self.datasets)}")
+        return self.datasets[name]
+
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
             raise FclensError(f"params.yaml models: no model {name!r}; allowed: "
                               f"{', '.join(self.models)}")
         return self.models[name]
+
+
+def _section_keys(loc: tuple) -> list[str]:
+    """The keys allowed in the params section at `loc` (for an unknown-key message)."""
+    t = Params
+    for part in loc:
+        if isinstance(t, type) and issubclass(t, BaseModel) and str(part) in t.model_fields:
+            t = t.model_fields[str(part)].annotation
+        elif get_origin(t) is dict:
+            t = get_args(t)[1]
+        else:
+            return []
+        if get_origin(t) in (Union, UnionType):  # `Download | None`
+            t = next((a for a in get_args(t) if a is not type(None)), t)
+    if isinstance(t, type) and issubclass(t, BaseModel):
+        return [k for k in t.model_fields if k != "name"]
+    return []
 
 
 def _describe(e: ValidationError) -> str:
@@ -215,9 +245,28 @@ def _describe(e: ValidationError) -> str:
         key = ".".join(str(p) for p in err["loc"])
         found = "" if err["type"] == "missing" else f" (found {err['input']!r})"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key; allowed keys: {', '.join(_section_keys(err['loc'][:-1]))}"
+        elif not key and ": " in msg:  # a cross-reference check names its own key and value
+            key, msg = msg.split(": ", 1)
+            found = ""
         lines.append(f"params.yaml {key or '(top level)'}: {msg}{found}")
     more = len(e.errors()) - len(lines)
     return "; ".join(lines) + (f"; and {more} more" if more > 0 else "")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for k, _ in node.value:
+            key = self.construct_object(k, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice in one mapping", k.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def load_params(path: str | Path = PARAMS_FILE, check_archs: bool = False) -> Params:
@@ -226,7 +275,7 @@ def load_params(path: str | Path = PARAMS_FILE, check_archs: bool = False) -> Pa
     if not path.is_file():
         raise FclensError(f"{path}: not found; run from the project root")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         raise FclensError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(raw, dict):

@@ -65,9 +65,10 @@ def class_order(w: np.ndarray) -> np.ndarray:
     return hierarchy.leaves_list(hierarchy.linkage(w, method="average", metric="correlation"))
 
 
-def draw_pictures(model: nn.Module, head: Head, name: str, n_tiles: int, seed: int, out: Path
-                  ) -> None:
+def draw_pictures(model: nn.Module, head: Head, name: str, n_tiles: int, seed: int,
+                  out: str | Path) -> None:
     """first_layer_filters.png, weight_banding.png and fc_matrix.png of one model."""
+    out = Path(out)
     from .plots import plot_fc_matrix, plot_tiles
 
     w1 = first_conv(model).weight.detach().float().numpy()[:n_tiles]  # (O, 3, kh, kw)

@@ -16,7 +16,7 @@ from .constants import METHOD_TITLES  # noqa: E402
 from .io import atomic_path  # noqa: E402
 
 
-def _save(fig, path: Path, palette: bool = False) -> None:
+def _save(fig, path: str | Path, palette: bool = False) -> None:
     """palette=True: 256-colour PNG, 3-4x smaller for photo-like figures kept in git."""
     with atomic_path(path) as tmp:
         if palette:
@@ -116,6 +116,19 @@ def plot_depth(depths: list[int], rel_acc: list[float], damage: list[float], dam
     _save(fig, path)
 
 
+def plot_ald(w: np.ndarray, res: dict, names: list[str], classes: list[int], out: str | Path
+             ) -> None:
+    """out/classes.png (per-class fits) and out/kappa.png (the ALD asymmetry histogram)."""
+    plot_ald_classes(w, res, names, classes, Path(out) / "classes.png")
+    plot_kappa_hist(res["ald_fit"]["kappa"], Path(out) / "kappa.png")
+
+
+def plot_k_grid(acc: np.ndarray, k1s: list[int], k2s: list[int], acc0: float, path: str | Path
+                ) -> None:
+    plot_heatmap(acc, k2s, k1s, f"decomposed test accuracy (rows k1, cols k2; full {acc0:.3f})",
+                 Path(path))
+
+
 def plot_heatmap(values: np.ndarray, xlabels, ylabels, title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
     im = ax.imshow(values, cmap="viridis")
@@ -152,8 +165,9 @@ def plot_cam_grid(images: np.ndarray, maps: np.ndarray, row_labels: list[str],
 
 
 def plot_cam_grids(images: np.ndarray, maps: dict[str, np.ndarray], row_labels: list[str],
-                   col_labels: list[str], model: str, out: Path) -> None:
+                   col_labels: list[str], model: str, out: str | Path) -> None:
     """One `plot_cam_grid` per CAM method: out/<method>.png."""
+    out = Path(out)
     for method, m in maps.items():
         plot_cam_grid(images, m, row_labels, col_labels, f"{model}: {METHOD_TITLES[method]} at "
                       f"the map feeding the pooling", out / f"{method}.png")

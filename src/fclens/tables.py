@@ -124,10 +124,15 @@ def write(path: str | Path, table: pa.Table, spec: Spec, n_classes: int | None =
 def _check_schema(schema: pa.Schema, spec: Spec, dim: int | None, where: str) -> None:
     if spec is ALD_GOF:
         return _check_gof_schema(schema, where)
-    want = spec.schema(dim)
+    want = spec.schema(1 if dim is None else dim)  # None: no fixed-size vector column found
     got = {f.name: f.type for f in schema}
+    vec = {c.name for c in spec.cols if c.type == VEC}
+
+    def expected(f: pa.Field) -> str:
+        return "fixed_size_list<item: float>[D]" if f.name in vec and dim is None else str(f.type)
+
     missing = [f.name for f in want if f.name not in got]
-    wrong = [f"{f.name}: {got[f.name]} (expected {f.type})" for f in want
+    wrong = [f"{f.name}: {got[f.name]} (expected {expected(f)})" for f in want
              if f.name in got and got[f.name] != f.type]
     if missing or wrong:
         raise FclensError(f"{where}: not a valid {spec.name} table: missing columns {missing}, "
@@ -158,12 +163,14 @@ def _open(path: Path, spec: Spec) -> pq.ParquetFile:
     if name and name != spec.name:
         raise FclensError(f"{path}: is a {name} table; expected a {spec.name} table")
     if version != str(SCHEMA_VERSION):
+        if not name:  # no fclens stamp: an fclens <= 0.1 table, or not an fclens table at all
+            _check_schema(f.schema_arrow, spec, _vector_dim(f.schema_arrow, spec), str(path))
         newer = version.isdigit() and int(version) > SCHEMA_VERSION
         raise FclensError(
-            f"{path}: {spec.name} schema_version {version}; this fclens reads version "
-            f"{SCHEMA_VERSION}. " + ("The file is from a newer fclens: upgrade fclens."
-                                     if newer else f"Rerun the {spec.writer} stage "
-                                     f"(`dvc repro -f {spec.writer}`) to rewrite it."))
+            f"{path}: {spec.name} schema_version {version}, {'newer' if newer else 'older'} "
+            f"than the version {SCHEMA_VERSION} this fclens reads. " + (
+                "The file is from a newer fclens: upgrade fclens." if newer else
+                f"Rerun the {spec.writer} stage (`dvc repro -f {spec.writer}`) to rewrite it."))
     return f
 
 
@@ -295,6 +302,9 @@ class FeatureWriter:
             self._writer = pq.ParquetWriter(tmp, self.schema, write_page_checksum=True)
         except BaseException as e:  # the temp file must not outlive a failed open
             self._atomic.__exit__(type(e), e, e.__traceback__)
+            if isinstance(e, OSError | pa.ArrowException):
+                raise FclensError(f"{self.path}: cannot be written ({type(e).__name__}: {e}); "
+                                  f"expected a writable path") from None
             raise
         return self
 
@@ -343,6 +353,9 @@ def read_influential(path: str | Path, n_classes: int, dim: int) -> Influential:
     idx = t["feature_index"].to_numpy().reshape(n_classes, -1)
     if idx.min() < 0 or idx.max() >= dim:
         raise FclensError(f"{path}: feature_index in {idx.min()}..{idx.max()}; expected 0..{dim - 1}")
+    if dup := [c for c in range(n_classes) if len(np.unique(idx[c])) != idx.shape[1]]:
+        raise FclensError(f"{path}: class_index {dup[:5]} list a feature_index twice; expected "
+                          f"{idx.shape[1]} distinct features per class")
     return Influential(idx.astype(np.int64), t["count"].to_numpy().reshape(n_classes, -1))
 
 
@@ -373,5 +386,21 @@ def write_ald(out: str | Path, res: dict, names: tuple[str, ...]) -> None:
 
 def read_splits(data: str | Path, head: Head) -> tuple[Features, Features]:
     """features_train.parquet and features_test.parquet of `data`, checked against `head`."""
-    return tuple(read_features(Path(data) / f"features_{s}.parquet", head.n_classes, head.dim)
-                 for s in ("train", "test"))
+    splits = tuple(read_features(Path(data) / f"features_{s}.parquet", head.n_classes, head.dim)
+                   for s in ("train", "test"))
+    for s, f in zip(("train", "test"), splits):
+        # `pred` is the model's own argmax, and FC(features) reproduces its logits: a head of
+        # another model (same shape) agrees on ~1/C of the rows; AMP may flip a few near-ties
+        agree = float((head.logits(f.x).argmax(1) == f.preds).mean())
+        if agree < 0.9:
+            raise FclensError(f"{Path(data) / f'features_{s}.parquet'}: the stored predictions "
+                              f"(pred) match this FC head's argmax on {agree:.0%} of rows; "
+                              f"expected ~100%: the features and the FC weights come from "
+                              f"different models")
+    return splits
+
+
+def write_trees(out: str | Path, nodes: pd.DataFrame, terms: pd.DataFrame, n_classes: int) -> None:
+    """tree_nodes.parquet and terminals.parquet of `trees.tree_frames`."""
+    write_frame(Path(out) / "tree_nodes.parquet", nodes, TREE_NODES, n_classes)
+    write_frame(Path(out) / "terminals.parquet", terms, TERMINALS, n_classes)

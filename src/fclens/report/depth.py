@@ -58,7 +58,7 @@ def check_declared(models: list[str], dvc_yaml: Path = Path("dvc.yaml")) -> None
                           f"(depth_study.models lists them)")
 
 
-def depth_study(metrics_dir: Path, models: list[str], archs: dict[str, str]
+def depth_study(metrics_dir: str | Path, models: list[str], archs: dict[str, str]
                 ) -> tuple[dict, list[list]]:
     """depth.json's content and the plot's series (depths, rel_acc, damage, damage_non)."""
     check_declared(models)

@@ -67,9 +67,9 @@ class Inputs:
     finetune_models: Sequence[str] = ()  # finetune.models
 
     @classmethod
-    def from_params(cls, root: Path, p) -> Inputs:
+    def from_params(cls, root: str | Path, p) -> Inputs:
         """The model lists of a params.yaml (`fclens.params.Params`)."""
-        return cls(root, list(p.models), {m: s.arch for m, s in p.models.items()},
+        return cls(Path(root), list(p.models), {m: s.arch for m, s in p.models.items()},
                    dict(p.feature_models), list(p.explain.photo_models),
                    list(p.depth_study.models), list(p.finetune.models))
 
