@@ -18,6 +18,9 @@ repro: venv
 test: venv
 	$(PY) -m pytest -q
 
+lint: venv
+	$(VENV)/bin/ruff check .
+
 test-slow: venv
 	$(PY) -m pytest -q -m slow
 
@@ -26,4 +29,7 @@ bench: venv
 	$(PY) benchmarks/bench_ald.py
 	$(PY) benchmarks/bench_decompose.py
 
-.PHONY: venv repro test test-slow bench
+second-machine: venv  # after `make repro`, on a committed workspace
+	$(PY) benchmarks/second_machine.py
+
+.PHONY: venv repro test lint test-slow bench second-machine

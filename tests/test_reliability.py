@@ -74,6 +74,7 @@ FLAGS = {
     "build_trees": dict(weights=FC, out="data/m", metrics="metrics/m/trees.json",
                         plot="plots/m/trees/sorted_by_branch.png"),
     "report": dict(out="report"),
+    "depth_study": dict(metrics="metrics/depth.json", plot="plots/depth.png"),
     "explain": dict(model="m", weights=FC, trees="data/m/tree_nodes.parquet", data="data/a",
                     features=TEST, influential=INFL, out="plots/explain/m",
                     metrics="metrics/m/explain.json", timing="metrics/timing/explain.json"),
@@ -585,7 +586,7 @@ class TestParams(Catalogue):
         "noise_modes_unknown": P({"ablate.noise_modes": ["feature_stats", "pink"]},
                                  "ablate.noise_modes.1", "found 'pink'", "'zero'"),
         "noise_modes_empty": P({"ablate.noise_modes": []}, "ablate.noise_modes",
-                               "at least 1 item"),
+                               "at least 1 item", "found []"),
         "n_random_negative": P({"ablate.n_random": -1}, "ablate.n_random", "found -1"),
         # depth_study
         "depth_unknown_model": P({"depth_study.models": ["zz"]}, "depth_study.models",
@@ -598,7 +599,8 @@ class TestParams(Catalogue):
             "depth_study.models", "'t' has arch 'resnet18'", "cifar_resnet<depth>"),
         "depth_duplicate": P({"depth_study.models": ["m", "m"]}, "depth_study.models",
                              "['m', 'm']", "twice"),
-        "depth_empty": P({"depth_study.models": []}, "depth_study.models", "at least 1 item"),
+        "depth_empty": P({"depth_study.models": []}, "depth_study.models", "at least 1 item",
+                           "found []"),
         # numbers out of range, wrong types
         "lr_zero": P({"decompose.lr": 0}, "decompose.lr", "greater than 0", "found 0"),
         "lr_negative": P({"decompose.lr": -0.1}, "decompose.lr", "found -0.1"),
@@ -637,7 +639,8 @@ class TestParams(Catalogue):
                                          "decompose.batch_size", "found '256'"),
         "optimizer_unknown": P({"decompose.optimizer": "rmsprop"}, "decompose.optimizer",
                                "found 'rmsprop'", "'adam' or 'sgd'"),
-        "grid_k1_empty": P({"decompose.grid.k1": []}, "decompose.grid.k1", "at least 1 item"),
+        "grid_k1_empty": P({"decompose.grid.k1": []}, "decompose.grid.k1", "at least 1 item",
+                             "found []"),
         "grid_k2_zero": P({"decompose.grid.k2": [0, 1]}, "decompose.grid.k2.0", "found 0"),
         "batch_size_zero": P({"extract.batch_size": 0}, "extract.batch_size",
                              "greater than or equal to 1", "found 0"),
@@ -681,7 +684,8 @@ class TestParams(Catalogue):
         "unknown_dataset_flag": P({}, "params.yaml datasets", "'zz'", "allowed: d, a",
                                   flags={"dataset": "zz"}),
         # models
-        "models_empty": P({"models": {}}, "params.yaml models", "at least 1 item"),
+        "models_empty": P({"models": {}}, "params.yaml models", "at least 1 item",
+                           "found {}"),
         "cifar_depth_not_6n2": P({"models.m.arch": "cifar_resnet10"}, "models.m.arch",
                                  "cifar_resnet10", "6n+2"),
         "num_classes_zero": P({"models.m.num_classes": 0}, "models.m.num_classes", "found 0"),
@@ -711,7 +715,7 @@ class TestParams(Catalogue):
                                         "not both"),
         "dataset_empty_entry": P({"datasets.d": {}}, "datasets.d", "expected `folder"),
         "datasets_empty": P({"datasets": {}, "feature_models": {}}, "params.yaml datasets",
-                            "at least 1 item"),
+                            "at least 1 item", "found {}"),
         # sections and files
         "missing_key": P({"decompose.k1": DEL}, "decompose.k1", "Field required"),
         "missing_section": P({"ablate": DEL}, "params.yaml ablate", "Field required"),
@@ -797,6 +801,19 @@ def small_features(proj: Project, split: str = "train") -> None:
     h8 = tables.Head(sh.head.w[:, :8], sh.head.b, NAMES)
     write_features(proj / f"data/m/features_{split}.parquet", x, sh.y[split],
                    h8.logits(x).argmax(1), h8)
+
+
+def depth_project(decompose_json: bytes | None = None) -> Callable[[Project], None]:
+    """A project whose depth study lists cifar_resnet20 (declared in the real dvc.yaml)."""
+    def setup(proj: Project) -> None:
+        shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
+        proj.edit({"models.cifar_resnet20": {"arch": "cifar_resnet20", "num_classes": 3},
+                   "feature_models.cifar_resnet20": "d",
+                   "depth_study.models": ["cifar_resnet20"]})
+        if decompose_json is not None:
+            plant(proj, "metrics/cifar_resnet20/decompose.json", decompose_json)
+            plant(proj, "metrics/cifar_resnet20/ablate.json", b"{}")
+    return setup
 
 
 class TestTables(Catalogue):
@@ -919,6 +936,17 @@ class TestTables(Catalogue):
                                        "influential.parquet", "CRC checksum verification failed",
                                        check=absent("metrics/m/decompose.json",
                                                     "plots/m/decompose")),
+        # metrics JSON read by the depth study
+        "depth_model_not_declared_in_dvc_yaml": S(
+            "depth_study", lambda p: shutil.copy(ROOT / "dvc.yaml", p / "dvc.yaml"), "dvc.yaml",
+            "stages.depth_study.deps", "add metrics/m"),
+        "depth_metrics_missing": S("depth_study", depth_project(), "metrics/cifar_resnet20/",
+                                   "missing", "run the stage"),
+        "depth_metrics_not_json": S("depth_study", depth_project(b"{not json"),
+                                    "metrics/cifar_resnet20/decompose.json", "not valid JSON"),
+        "depth_metrics_key_missing": S("depth_study", depth_project(b"{}"),
+                                       "metrics/cifar_resnet20/decompose.json",
+                                       "no key acc_original", check=absent("metrics/depth.json")),
         # the same inputs, intact: must pass with the right result
         "select_influential_ok": S("select_influential", None, must_succeed=True,
                                    check=infl_ok),
