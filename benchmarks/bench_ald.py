@@ -7,9 +7,9 @@ shared machine). Writes metrics/bench/ald.json.
 import logging
 
 import numpy as np
-from _common import OUT, best_of, machine
 from scipy import stats
 
+from _common import OUT, best_of, machine
 from fclens.ald import compare_families, fit_ald
 from fclens.io import write_json
 from fclens.tables import read_fc_weights

@@ -1,10 +1,11 @@
-"""Algorithm 1 and all ablations for ResNet20 (50k x 64 train features). Writes metrics/bench/decompose.json."""
+"""Algorithm 1 and all ablations for ResNet20 (50k x 64 train features).
+
+Writes metrics/bench/decompose.json."""
 
 import logging
 import time
 
 from _common import OUT, machine
-
 from fclens import tables
 from fclens.ablate import Noise, ablation_block
 from fclens.decompose import index_mask, influential_indices

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import OUT, best_of, cifar_test_images, machine, spec
 
+from _common import OUT, best_of, cifar_test_images, machine, spec
 from fclens.extract import ExtractConfig, extract, uint8_batches
 from fclens.io import write_json
 from fclens.models.registry import build_model

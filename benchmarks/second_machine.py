@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from _common import OUT
-
 from fclens.io import write_json
 
 ANALYSIS = ["fit_ald", "build_trees", "select_influential", "decompose", "ablate", "k_grid",
@@ -23,7 +22,7 @@ ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "
 
 def _science_metrics() -> dict[str, bytes]:
     return {str(f): f.read_bytes() for f in sorted(Path("metrics").rglob("*.json"))
-            if not f.parts[1] in ("timing", "bench") and f.name not in ("pipeline.json",
+            if f.parts[1] not in ("timing", "bench") and f.name not in ("pipeline.json",
                                                                        "reliability.json")}
 
 

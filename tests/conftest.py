@@ -18,7 +18,8 @@ def make_jpeg_archive(path: Path, n_per_class: int = 4, classes=("cat", "dog", "
         for split in ("train", "test"):
             for ci, c in enumerate(classes):
                 for i in range(n_per_class):
-                    img = np.clip(rng.normal(60 * ci + 40, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+                    img = np.clip(rng.normal(60 * ci + 40, 30, (32, 32, 3)), 0, 255)
+                    img = img.astype(np.uint8)
                     buf = io.BytesIO()
                     Image.fromarray(img).save(buf, format="JPEG", quality=95)
                     data = buf.getvalue()

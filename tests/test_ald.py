@@ -7,10 +7,26 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fclens.ald import (BOUNDARY_LEFT, BOUNDARY_RIGHT, CONSTANT, FAMILIES, NONFINITE, TOO_FEW,
-                        _cdf, _logistic_ll, _logistic_ll_grad_hess, _t_ll, _t_ll_grad_hess,
-                        best_family, compare_families, fit_ald, fit_logistic, fit_student_t,
-                        r2_log_sorted_abs, summary)
+from fclens.ald import (
+    BOUNDARY_LEFT,
+    BOUNDARY_RIGHT,
+    CONSTANT,
+    FAMILIES,
+    NONFINITE,
+    TOO_FEW,
+    _cdf,
+    _logistic_ll,
+    _logistic_ll_grad_hess,
+    _t_ll,
+    _t_ll_grad_hess,
+    best_family,
+    compare_families,
+    fit_ald,
+    fit_logistic,
+    fit_student_t,
+    r2_log_sorted_abs,
+    summary,
+)
 from fclens.errors import FclensError
 
 

@@ -1,16 +1,16 @@
 import functools
 import http.server
+import io
 import pickle
 import tarfile
 import threading
-import io
 
 import numpy as np
 import pytest
 
 from fclens.data import download, load_split, read_cifar_archive, resolve_archive, save_split
-from fclens.io import file_digest
 from fclens.errors import FclensError
+from fclens.io import file_digest
 
 
 def test_jpeg_archive_decodes_sorted_with_alphabetical_labels(jpeg_archive):

