@@ -52,6 +52,9 @@ def smoke_params(archive: Path, folder: Path) -> dict:
     p["decompose"].update(epochs=3, k1=3, k2=3, grid={"k1": [1, 3], "k2": [1, 3]})
     p["ablate"]["n_random"] = 2
     p["ald"]["plot_classes"] = [0, 2]
+    p["banding_experiment"].update(seeds=[0, 1], epochs=1, n_train=12, batch_size=4)
+    p["hyperplanes"].update(n_points=40, steps=50)
+    p["faithfulness"].update(n_per_class=2, n_random=2, n_boot=100, steps=4)
     p["explain"].update(n_samples=2, classes=[0, 2], n_correct=1, n_wrong=1, photos=["chelsea"])
     p["pictures"]["max_tiles"] = 8
     return p

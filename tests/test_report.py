@@ -123,9 +123,29 @@ def make_tree(root: Path, fmt: str = "cifar10-jpeg", archs: dict = ARCHS,
                                                 "finetune_train_loss": [0.9, 0.61]})
     write_json(m / "depth.json", {"models": depth})
     _png(root / "plots/depth.png", 99)
+    _explanation_checks(root, list(archs))
     return Inputs(root=root, models=list(archs), archs=dict(archs), feature_models=dict(FEATURE),
                   photo_models=["photo"], depth_models=list(FEATURE),
                   finetune_models=list(finetune))
+
+
+def _explanation_checks(root: Path, models: list[str]) -> None:
+    """Inputs of the exemplar, faithfulness, banding and hyperplane sections."""
+    from test_banding import make_banding_tree
+    from test_faithfulness import _report_json
+
+    make_banding_tree(root, models)
+    src = {"selectivity_median": 0.4, "purity_at_9_median": 0.5}
+    for i, name in enumerate(FEATURE):
+        write_json(root / f"metrics/{name}/exemplars.json", {
+            "n_classes": 3, "n_features": 12, "n_top": 9, "selectivity_median": 0.4208,
+            "purity_at_9_median": 0.5556, "classes_pictured": [0, 2],
+            "by_source": {"influential": src, "terminal+": src}})
+        for f in ("exemplars", "activations"):
+            _png(root / f"plots/exemplars/{name}/{f}.png", i + 60)
+    for i, name in enumerate([*FEATURE, "photo"]):
+        write_json(root / f"metrics/{name}/faithfulness.json", _report_json(0.01))
+        _png(root / f"plots/faithfulness/{name}.png", i + 70)
 
 
 def _sections(md: str) -> dict[str, str]:

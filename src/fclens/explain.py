@@ -284,3 +284,29 @@ def explain(model: nn.Module, head: Head, nodes: pd.DataFrame, inp: Inputs, meth
     timing = {"seconds_per_map": float(np.mean(list(seconds.values()))),
               "seconds_per_map_by_method": seconds}
     return Explained(targets, maps, metrics, timing)
+
+
+# ---------------------------------------------------------------- helpers for faithfulness.py
+
+def check_spatial(model: nn.Module, x: torch.Tensor) -> None:
+    """FclensError unless forward_features gives an NCHW map (CAMs need one; tokens do not)."""
+    _check_spatial(model, x[:1])
+
+
+def split_images(model: nn.Module, split, idx: np.ndarray, dev: torch.device
+                 ) -> tuple[np.ndarray, torch.Tensor]:
+    """Test images `idx` of a split: (N, H, W, 3) uint8 and the normalized (N, 3, H, W) tensor;
+    image folders through the same resize/crop as extraction."""
+    if hasattr(split, "images"):
+        return split.images[idx], _normalize(model, split.images[idx], dev)
+    return _to_model_input(model, [split.path(i) for i in idx], dev)
+
+
+def upsample_unit(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Raw maps (B, K, h, w) -> (B, K, H, W) as `compute_cams(raw=False)` gives them: bilinear,
+    then min-max per map. torchcam's own normalisation is a positive affine map per map, which
+    bilinear interpolation and min-max both commute with, so skipping it changes nothing."""
+    b, k = raw.shape[:2]
+    up = F.interpolate(raw.reshape(b * k, 1, *raw.shape[-2:]).float(), size=size,
+                       mode="bilinear", align_corners=False)[:, 0]
+    return _unit_range(up).reshape(b, k, *size)

@@ -138,6 +138,49 @@ class DepthStudy(_Section):
     models: list[str] = NonEmpty
 
 
+class Faithfulness(_Section):
+    """Deletion / insertion, Average Drop, a random-channel control and the weight-randomization
+    sanity check of the CAM maps (fclens.faithfulness)."""
+
+    method: Literal[CAM_METHODS] = "gradcampp"
+    targets: list[Literal["logit", "terminal+", "terminal-", "branch+", "branch-",
+                          "influential"]] = Field(["logit", "terminal+", "branch+", "influential"],
+                                                  min_length=1)
+    n_per_class: PosInt = 20
+    steps: PosInt = 10
+    n_random: PosInt = 5
+    n_boot: PosInt = 1000
+    blur_sigma: PosFloat = 0.1
+    batch_size: PosInt = 64
+
+
+class BandingExperiment(_Section):
+    """Distill's claim that weight banding comes from global average pooling: a small CNN
+    trained with GAP and with the final map flattened, per seed (fclens.banding)."""
+
+    dataset: str = "cifar10"  # an archive dataset (decoded images); dvc.yaml reads it too
+    seeds: list[NonNegInt] = Field([0, 1, 2], min_length=1)
+    epochs: PosInt = 4
+    n_train: PosInt = 10_000
+    batch_size: PosInt = 128
+    lr: PosFloat = 0.002
+
+    @model_validator(mode="after")
+    def _distinct_seeds(self) -> BandingExperiment:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds} lists a seed twice; expected distinct seeds")
+        return self
+
+
+class Hyperplanes(_Section):
+    """Fleuret's picture: the hidden units' lines of a 2-20-2 MLP on two moons."""
+
+    seed: NonNegInt = 0
+    n_points: Annotated[int, Field(ge=4)] = 200
+    steps: Annotated[int, Field(ge=7)] = 2000  # 8 distinct snapshots from 0 to steps
+    lr: PosFloat = 0.01
+
+
 class Params(_Section):
     seed: NonNegInt
     datasets: dict[str, Dataset] = NonEmpty
@@ -152,6 +195,9 @@ class Params(_Section):
     explain: Explain
     pictures: Pictures
     depth_study: DepthStudy
+    faithfulness: Faithfulness = Faithfulness()
+    banding_experiment: BandingExperiment = BandingExperiment()
+    hyperplanes: Hyperplanes = Hyperplanes()
 
     @model_validator(mode="after")
     def _references(self) -> Params:

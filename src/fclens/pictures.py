@@ -1,4 +1,5 @@
-"""Parameters as pictures: first-layer filters, weight banding (NMF), the FC matrix by chain."""
+"""Parameters as pictures: first-layer filters, weight banding (NMF, and its score by depth), the
+FC matrix by chain."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from scipy.cluster import hierarchy
 from sklearn.decomposition import NMF
 from torch import nn
 
+from .banding import model_banding
 from .errors import FclensError
 from .tables import Head
 from .trees import chain_rank
@@ -66,17 +68,29 @@ def class_order(w: np.ndarray) -> np.ndarray:
 
 
 def draw_pictures(model: nn.Module, head: Head, name: str, n_tiles: int, seed: int,
-                  out: str | Path) -> None:
-    """first_layer_filters.png, weight_banding.png and fc_matrix.png of one model."""
+                  out: str | Path) -> dict:
+    """first_layer_filters.png, weight_banding.png, banding_by_depth.png and fc_matrix.png of one
+    model; returns the banding scores (`banding.model_banding`: metrics/<m>/banding.json).
+
+    weight_banding.png shows the spatial conv with the highest horizontal banding score, which
+    need not be the last one."""
     out = Path(out)
-    from .plots import plot_fc_matrix, plot_tiles
+    from .plots import plot_banding_by_depth, plot_fc_matrix, plot_tiles
 
     w1 = first_conv(model).weight.detach().float().numpy()[:n_tiles]  # (O, 3, kh, kw)
     plot_tiles(filter_tiles(w1), f"{name}: first-layer filters (grey = 0)",
                out / "first_layer_filters.png")
-    layer, conv = last_spatial_conv(model)
+    scores = model_banding(model)
+    layer = scores["max_layer"]
+    conv = dict(model.named_modules())[layer]
     tiles, how = banding_tiles(conv.weight.detach().float().numpy(), n_tiles, seed)
-    plot_tiles(tiles, f"{name}: {layer} {tuple(conv.weight.shape)}, {how}",
-               out / "weight_banding.png")
+    plot_tiles(tiles, f"{name}: {layer} {tuple(conv.weight.shape)}, the most banded spatial conv: "
+               f"horizontal score {scores['max_layer_horizontal']:.3f} (chance "
+               f"{scores['max_layer_chance']:.3f})\n{how}", out / "weight_banding.png")
+    plot_banding_by_depth(scores, f"{name}: banding score of each spatial conv (last, "
+                          f"{scores['last_layer']}: horizontal "
+                          f"{scores['last_layer_horizontal']:.3f})",
+                          out / "banding_by_depth.png")
     plot_fc_matrix(head.w, class_order(head.w), chain_rank(head.w), list(head.names),
                    out / "fc_matrix.png")
+    return scores

@@ -210,3 +210,166 @@ def plot_fc_matrix(w: np.ndarray, class_order: np.ndarray, tree_order: np.ndarra
     axes[0].set_ylabel("class (clustered)")
     fig.colorbar(im, ax=axes, label="FC weight", shrink=0.8)
     _save(fig, path, palette=True)
+
+
+def plot_faithfulness_curves(fractions: np.ndarray,
+                             curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
+                             path: str | Path) -> None:
+    """Mean deletion (left) and insertion (right) curves per target: class probability against
+    the share of pixels perturbed in the map's order; curves maps target -> (deletion,
+    insertion), each (S,). The random control is drawn dashed."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    for ax, which, name in ((axes[0], 0, "deletion (lower = faithful)"),
+                            (axes[1], 1, "insertion (higher = faithful)")):
+        for target, pair in curves.items():
+            ax.plot(fractions, pair[which], "--" if target == "random" else "-", label=target)
+        ax.set_xlabel("share of pixels perturbed (map order)")
+        ax.set_title(name, fontsize=8)
+    axes[0].set_ylabel("probability of the predicted class")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _class_blocks(cls: np.ndarray, max_cols: int = 3) -> tuple[int, int, np.ndarray, list]:
+    """Grid cells for rows grouped by class: one column of rows per class, at most `max_cols`
+    classes side by side, further classes below. -> (n_rows, n_cols, cell (G, 2), [(row, col,
+    class)] of each block's first cell)."""
+    classes = list(dict.fromkeys(cls.tolist()))
+    height = max(int((cls == c).sum()) for c in classes)
+    n_cols = min(max_cols, len(classes))
+    cells, heads = np.zeros((len(cls), 2), np.int64), []
+    for j, c in enumerate(classes):  # the few classes of a pictured group
+        top, col = (j // n_cols) * height, j % n_cols
+        rows = np.flatnonzero(cls == c)
+        cells[rows] = np.stack([top + np.arange(len(rows)), np.full(len(rows), col)], 1)
+        heads.append((top, col, c))
+    return -(-len(classes) // n_cols) * height, n_cols, cells, heads
+
+
+def plot_exemplars(thumbs: np.ndarray, cls: np.ndarray, labels: list[str],
+                   class_names: list[str], title: str, path: str | Path) -> None:
+    """thumbs (G, k, h, w, 3) uint8: per (class, feature) row its k exemplars side by side; the
+    rows of a class in one column (at most three classes side by side)."""
+    g, k, h, w, _ = thumbs.shape
+    n_rows, n_cols, cells, heads = _class_blocks(cls)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(0.42 * k * n_cols + 1.5 * n_cols,
+                                                      0.5 * n_rows + 0.9), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    pad = np.pad(thumbs, ((0, 0), (0, 0), (0, 0), (0, 1), (0, 0)), constant_values=255)
+    strips = pad.transpose(0, 2, 1, 3, 4).reshape(g, h, k * (w + 1), 3)  # (G, h, k (w+1), 3)
+    for i, (r, c) in enumerate(cells):
+        ax = axes[r, c]
+        ax.axis("on")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.imshow(strips[i], interpolation="nearest")
+        ax.set_ylabel(labels[i], fontsize=5.5, rotation=0, ha="right", va="center")
+    for r, c, cl in heads:
+        axes[r, c].set_title(class_names[cl], fontsize=8)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    _save(fig, path, palette=True)
+
+
+def _display_bins(counts: np.ndarray, r: float, max_bins: int = 40
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """counts (2, nb) over [-r, r) -> (counts (2, m), edges (m + 1,)): cropped to the occupied
+    bins and merged to at most `max_bins`, for display only."""
+    nb = counts.shape[1]
+    occ = np.flatnonzero(counts.sum(0))
+    lo, hi = (occ[0], occ[-1] + 1) if len(occ) else (nb // 2, nb // 2 + 1)
+    f = -(-(hi - lo) // max_bins)  # bins merged into one
+    m = -(-(hi - lo) // f)
+    part = np.zeros((2, m * f), counts.dtype)
+    part[:, :hi - lo] = counts[:, lo:hi]
+    r = r or 1.0  # every value 0: one bin at 0
+    return part.reshape(2, m, f).sum(2), -r + 2 * r / nb * (lo + f * np.arange(m + 1))
+
+
+def plot_activation_hists(hist: np.ndarray, hist_r: np.ndarray, cls: np.ndarray,
+                          labels: list[str], class_names: list[str], title: str,
+                          path: str | Path) -> None:
+    """hist (G, 2, nb) counts [class, other classes] over [-r, r) (hist_r (G,)): per (class,
+    feature) the activation distribution on the class's images against the other classes',
+    each as a share of its images; laid out like `plot_exemplars`."""
+    n_rows, n_cols, cells, heads = _class_blocks(cls)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.3 * n_cols, 1.05 * n_rows + 0.9),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (r, c) in enumerate(cells):
+        ax = axes[r, c]
+        ax.axis("on")
+        counts, edges = _display_bins(hist[i], float(hist_r[i]))
+        share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+        ax.stairs(share[0], edges, fill=True, alpha=0.5, color="C3", label="this class")
+        ax.stairs(share[1], edges, color="0.3", label="other classes")
+        ax.set_title(labels[i].replace("\n", ", "), fontsize=6)
+        ax.tick_params(labelsize=5)
+    for r, c, cl in heads:
+        axes[r, c].set_title(f"{class_names[cl]}: {axes[r, c].get_title()}", fontsize=6)
+    axes[heads[0][0], heads[0][1]].legend(fontsize=5)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_banding_by_depth(banding: dict, title: str, path: str | Path) -> None:
+    """banding: `banding.model_banding`'s dict. Horizontal and vertical score of every spatial
+    conv in depth order, with each layer's chance level; the last and the highest layer marked."""
+    layers = sorted(banding["layers"].items(), key=lambda kv: kv[1]["index"])
+    names = [n for n, _ in layers]
+    x = np.arange(len(layers))
+    h, v, ch, cv = (np.array([s[k] for _, s in layers], float)
+                    for k in ("horizontal", "vertical", "chance", "chance_vertical"))
+    fig, ax = plt.subplots(figsize=(max(5.0, min(12.0, 0.18 * len(x) + 3)), 3.2))
+    ax.plot(x, h, "o-", ms=3, label="horizontal (row means)")
+    ax.plot(x, v, "s-", ms=3, color="C1", alpha=0.7, label="vertical (column means)")
+    ax.step(x, ch, "k--", lw=0.8, where="mid", label="chance (white noise)")
+    if not np.allclose(ch, cv):  # non-square kernels: the vertical chance differs
+        ax.step(x, cv, ":", color="C1", lw=0.8, where="mid", label="chance, vertical")
+    best = names.index(banding["max_layer"])
+    ax.annotate(f"max: {names[best]}", (best, h[best]), textcoords="offset points",
+                xytext=(0, 6), ha="center", fontsize=6)
+    ax.plot([best], [h[best]], "o", ms=7, mfc="none", color="C3")
+    ax.set_xlabel("spatial conv, in depth order")
+    ax.set_ylabel("share of kernel energy")
+    ax.set_ylim(0, max(1e-3, np.nanmax(np.r_[h, v, ch])) * 1.15)
+    ax.legend(fontsize=6, loc="lower left", ncol=4)  # below chance: the emptiest band
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_hyperplanes(x: np.ndarray, y: np.ndarray, snapshots: list, regions: np.ndarray,
+                     extent: tuple[float, float, float, float], path: str | Path) -> None:
+    """x (N, 2), y (N,) in {0, 1}; snapshots with .iteration, .w1 (H, 2), .b1 (H,), .train_acc;
+    regions (S, G, G) predicted class on `extent` (row 0 at the bottom). One panel per snapshot:
+    the decision regions, the data and every hidden unit's line {x : w.x + b = 0}."""
+    cols = min(4, len(snapshots))
+    rows = -(-len(snapshots) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.5 * rows + 0.3), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, s, reg in zip(axes.ravel(), snapshots, regions):
+        ax.axis("on")
+        ax.imshow(reg, origin="lower", extent=extent, cmap="coolwarm", alpha=0.18, vmin=0,
+                  vmax=1, interpolation="nearest", aspect="auto")
+        ax.scatter(*x[y == 0].T, s=3, color="C0")
+        ax.scatter(*x[y == 1].T, s=3, color="C3")
+        for w, b in zip(s.w1, s.b1):
+            if np.hypot(*w) > 1e-12:  # a dead zero normal has no line
+                p0 = -b * w / (w @ w)  # (2,) the line's point closest to the origin
+                ax.axline(tuple(p0), tuple(p0 + [-w[1], w[0]]), color="k", lw=0.6, alpha=0.7)
+        ax.set_xlim(extent[:2])
+        ax.set_ylim(extent[2:])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"iteration {s.iteration}: train acc {s.train_acc:.2f}", fontsize=7)
+    fig.suptitle(f"2-{len(snapshots[0].b1)}-2 ReLU MLP on two moons: each line is a hidden "
+                 f"unit's w·x + b = 0; background: the predicted class", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

@@ -10,6 +10,7 @@ what was found: no pyarrow, KeyError or IndexError traceback reaches a user.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -405,3 +406,43 @@ def write_trees(out: str | Path, nodes: pd.DataFrame, terms: pd.DataFrame, n_cla
     """tree_nodes.parquet and terminals.parquet of `trees.tree_frames`."""
     write_frame(Path(out) / "tree_nodes.parquet", nodes, TREE_NODES, n_classes)
     write_frame(Path(out) / "terminals.parquet", terms, TERMINALS, n_classes)
+
+
+def iter_features(path: str | Path, n_classes: int, dim: int, batch_rows: int,
+                  columns: tuple[str, ...] = ("label", "pred", "features")
+                  ) -> Iterator[Features]:
+    """features_{train,test}.parquet as `Features` of at most `batch_rows` rows each, in file
+    order (the row position is the image's `index` in its split), with `read_features`'s checks:
+    the file's header (checksums, kind, version, columns, vector width against `dim`, at least
+    one row) now, each batch's rows (finite values, labels in 0..n_classes-1) as it is read.
+    Memory holds one batch, whatever the file's length."""
+    path = Path(path)
+    f = _open(path, FEATURES)
+    file_dim = _vector_dim(f.schema_arrow, FEATURES)
+    _check_schema(f.schema_arrow, FEATURES, file_dim, str(path))
+    if file_dim != dim:
+        raise FclensError(f"{path}: vectors of dimension {file_dim}; expected {dim} (the FC "
+                          f"layer's input width)")
+    if f.metadata.num_rows == 0:
+        raise FclensError(f"{path}: features table has 0 rows; expected at least 1")
+    sub = Spec(FEATURES.name, tuple(c for c in FEATURES.cols if c.name in columns),
+               FEATURES.writer)
+
+    def batches() -> Iterator[Features]:
+        start = 0
+        try:
+            for b in f.iter_batches(batch_size=batch_rows, columns=list(columns)):
+                t = pa.Table.from_batches([b])
+                _check_rows(t, sub, f"{path} (rows {start}..{start + t.num_rows - 1})",
+                            n_classes)
+                x = (_vectors(t["features"]) if "features" in columns
+                     else np.zeros((t.num_rows, 0), np.float32))
+                yield Features(x, t["label"].to_numpy().astype(np.int64),
+                               t["pred"].to_numpy().astype(np.int64))
+                start += t.num_rows
+        except (pa.ArrowException, OSError) as e:
+            raise FclensError(f"{path}: corrupted Parquet data after row {start} "
+                              f"({type(e).__name__}: {e}); delete it and rerun `dvc repro`"
+                              ) from e
+
+    return batches()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FclensError
+from . import banding, exemplars, faithfulness
 from .fmt import figure, num, pct, slug, table
 
 # "Decomposing the Deep", ResNet20 on lossless CIFAR-10, standard-normal noise on the features
@@ -381,8 +382,10 @@ def section_explanations(inp: Inputs) -> list[str]:
 
 PICTURE_CAPTIONS = {
     "first_layer_filters": "first-layer convolution filters.",
-    "weight_banding": "weight banding: per-neuron NMF of the last spatial convolution's "
-                      "weights (Distill 2021).",
+    "weight_banding": "weight banding: per-neuron NMF of the most horizontally banded spatial "
+                      "convolution's weights (Distill 2021; its score in the title).",
+    "banding_by_depth": "banding score (share of kernel energy in row / column means) of every "
+                        "spatial convolution, by depth; the dashed line is chance.",
     "fc_matrix": "the FC matrix, classes clustered; left: columns by mean split-tree rank, "
                  "right: each class's row in its own split-tree order, i.e. sorted by weight.",
 }
@@ -458,7 +461,11 @@ SECTIONS: list[tuple[str, Callable[[Inputs], list[str]]]] = [
     ("Depth study", section_depth),
     ("k1 x k2 grid", section_k_grid),
     ("Visual explanations", section_explanations),
+    ("Dataset exemplars", exemplars.section_exemplars),
+    ("Faithfulness and sanity of the maps", faithfulness.section_faithfulness),
     ("Parameters as pictures", section_pictures),
+    ("Weight banding", banding.section_banding),
+    ("Hyperplanes", banding.section_hyperplanes),
     ("Timing", section_timing),
     ("Benchmarks", section_bench),
 ]
