@@ -156,3 +156,23 @@ def test_token_models_are_refused_with_a_clear_error():
     with pytest.raises(FclensError, match="NCHW spatial map"):
         compute_cams(Tokens(), _x(1), np.zeros((1, 1, 3), np.float32),
                      np.zeros((1, 1), np.float32))
+
+
+def test_gradcampp_uses_the_papers_pixel_weights():
+    # alpha = g^2 / (2 g^2 + sum_ij A g^3) (torchcam 0.5.0 leaves alpha = g^2); the weights of
+    # channel k are sum_ij alpha relu(g): checked against a hand computation on a real gradient
+    model, x = _tiny(), _x(2)
+    m, c = _logit_targets(model, [1, 3])
+    fmap = torch.from_numpy(_fmap(model, x))  # (B, K, h, w)
+    # the logit is linear in the pooled map: d logit / dA = W[c] / (h w), the same at every pixel
+    hw = fmap.shape[2] * fmap.shape[3]
+    g = torch.from_numpy(m[:, 0])[:, :, None, None].expand_as(fmap) / hw
+    g2 = g ** 2
+    alpha = torch.where(g2 > 0, g2 / (2 * g2 + (g2 * g * fmap).sum((2, 3), keepdim=True) + 1e-8),
+                        torch.zeros_like(g2))
+    want = torch.relu((alpha * torch.relu(g)).sum((2, 3))[:, :, None, None] * fmap).sum(1)
+    got = compute_cams(model, x, m, c, "gradcampp", raw=True).maps[:, 0]  # (B, h, w)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-7)
+    # and it is not torchcam's unfixed map (weights sum g^2 relu(g)) on this input
+    old = torch.relu((g2 * torch.relu(g)).sum((2, 3))[:, :, None, None] * fmap).sum(1)
+    assert not np.allclose(got / got.max(), old.numpy() / old.numpy().max(), rtol=1e-3)

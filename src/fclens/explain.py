@@ -28,7 +28,28 @@ from .extract import load_uint8, normalizer, uint8_transform
 from .tables import Features, Head
 from .trees import branch_node, chain_node
 
-METHODS = dict(zip(CAM_METHODS, (GradCAM, GradCAMpp, SmoothGradCAMpp), strict=True))
+
+
+class GradCAMppFixed(GradCAMpp):
+    """Grad-CAM++ with the paper's pixel weights (Chattopadhay et al. 2018, eq. 19).
+
+    torchcam 0.5.0's GradCAMpp divides a boolean-indexed *copy* (`alpha[idx][mask].div_(...)`),
+    so its alpha stays grad**2 and its channel weights are sum(grad**2 * relu(grad)), not
+    Grad-CAM++ (its SmoothGradCAMpp divides correctly). Here the division is applied.
+    """
+
+    def _get_weights(self, class_idx, scores, eps: float = 1e-8, **kwargs) -> list[torch.Tensor]:
+        self._backprop(scores, class_idx, **kwargs)
+        out = []
+        for act, grad in zip(self.hook_a, self.hook_g, strict=True):  # (B, K, h, w) each
+            g2 = grad.pow(2)
+            denom = 2 * g2 + (g2 * grad * act).flatten(2).sum(-1)[..., None, None]
+            alpha = torch.where(g2 > 0, g2 / (denom + eps), torch.zeros_like(g2))
+            out.append((alpha * torch.relu(grad)).flatten(2).sum(-1))  # (B, K)
+        return out
+
+
+METHODS = dict(zip(CAM_METHODS, (GradCAM, GradCAMppFixed, SmoothGradCAMpp), strict=True))
 
 
 class _Features(nn.Module):
