@@ -29,7 +29,6 @@ from .tables import Features, Head
 from .trees import branch_node, chain_node
 
 
-
 class GradCAMppFixed(GradCAMpp):
     """Grad-CAM++ with the paper's pixel weights (Chattopadhay et al. 2018, eq. 19).
 
