@@ -32,8 +32,9 @@ def main() -> int:
     r = subprocess.run(["dvc", "repro", "-f", "-s", *ANALYSIS], env={**os.environ, **ENV})
     after = _science_metrics()
     changed = sorted(f for f in before if before[f] != after.get(f))
-    subprocess.run("git checkout -q -- metrics plots report dvc.lock && dvc checkout -q --force",
-                   shell=True, check=True)
+    # from HEAD, not the index: `dvc repro` may have staged its dvc.lock
+    subprocess.run("git checkout -q HEAD -- metrics plots report dvc.lock && "
+                   "dvc checkout -q --force", shell=True, check=True)
     if r.returncode:
         return r.returncode
     write_json(OUT / "second_machine.json", {"env": ENV, "stages": ANALYSIS,
