@@ -87,6 +87,32 @@ class TargetSets:
         return len(self.names)
 
 
+def stage_inputs(model: nn.Module, head: Head, n_per_class: int, photos, dev: torch.device,
+                 data: str | None, features: str | None, influential: str | None
+                 ) -> tuple[np.ndarray | None, torch.Tensor, np.ndarray]:
+    """(influential (C, k2) or None, images (N, 3, H, W) on `dev`, the class explained per image).
+
+    Dataset models (`data` given): the first `n_per_class` test images of every class, explained
+    for the model's prediction. Others: the photographs of `photos` (params `explain`),
+    explained for their top-1; no dataset, so no influential set.
+    """
+    from pathlib import Path
+
+    from .data import load_split
+    from .explain import photo_inputs, split_images
+    from .tables import read_features, read_influential
+
+    if not data:
+        inp = photo_inputs(model, photos.photos, photos.image_folder, photos.max_folder_images,
+                           head.names, dev)
+        return None, inp.x, inp.cls
+    test = read_features(features, head.n_classes, head.dim, ("label", "pred"))
+    infl = read_influential(influential, head.n_classes, head.dim).idx
+    idx = pick_per_class(test.labels, head.n_classes, n_per_class)
+    x = split_images(model, load_split(Path(data) / "test.npz"), idx, dev)[1]
+    return infl, x, test.preds[idx]
+
+
 def target_sets(head: Head, nodes: pd.DataFrame, influential: np.ndarray | None,
                 cls: np.ndarray, targets: list[str], n_random: int, seed: int) -> TargetSets:
     """Per image, the channel-set targets of its class (as `explain.class_targets`), then
