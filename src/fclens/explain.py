@@ -101,7 +101,7 @@ def compute_cams(model: nn.Module, x: torch.Tensor, m: np.ndarray, c: np.ndarray
     if x.shape[0] != b or c.shape != (b, k):
         raise FclensError(f"targets for {m.shape[:2]} (image, target) pairs, "
                           f"{x.shape[0]} images and constants of shape {c.shape}")
-    _check_spatial(model, x[:1])
+    check_spatial(model, x)
     dev = x.device
     tm = TargetModel(model, torch.from_numpy(m.reshape(b * k, d)),
                      torch.from_numpy(c.reshape(b * k))).to(dev).eval()
@@ -124,9 +124,10 @@ def compute_cams(model: nn.Module, x: torch.Tensor, m: np.ndarray, c: np.ndarray
     return CamResult(torch.stack(out, 1).numpy(), seconds)
 
 
-def _check_spatial(model: nn.Module, x: torch.Tensor) -> None:
+def check_spatial(model: nn.Module, x: torch.Tensor) -> None:
+    """FclensError unless forward_features gives an NCHW map (CAMs need one; tokens do not)."""
     with torch.inference_mode():
-        fmap = model.forward_features(x)
+        fmap = model.forward_features(x[:1])
     fmt = getattr(model, "output_fmt", "NCHW")
     if fmap.ndim != 4 or str(fmt) not in ("NCHW", "Format.NCHW"):
         raise FclensError(f"{type(model).__name__}: forward_features gives {tuple(fmap.shape)} "
@@ -218,10 +219,7 @@ def dataset_inputs(model: nn.Module, split, test: Features, classes: list[int], 
         raise FclensError(f"params.yaml explain.classes: {bad} out of range; expected class "
                           f"indices in 0..{n_classes - 1}")
     idx = pick_images(test.labels, test.preds, classes, n_correct, n_wrong)
-    if hasattr(split, "images"):
-        images, x = split.images[idx], _normalize(model, split.images[idx], dev)
-    else:  # image folder: the same resize/crop as extraction
-        images, x = _to_model_input(model, [split.path(i) for i in idx], dev)
+    images, x = split_images(model, split, idx, dev)
     names, y, pred = split.class_names, test.labels, test.preds
     rows = [f"{names[y[i]]} ✓" if pred[i] == y[i] else f"{names[y[i]]}→{names[pred[i]]}"
             for i in idx]
@@ -307,11 +305,6 @@ def explain(model: nn.Module, head: Head, nodes: pd.DataFrame, inp: Inputs, meth
 
 
 # ---------------------------------------------------------------- helpers for faithfulness.py
-
-def check_spatial(model: nn.Module, x: torch.Tensor) -> None:
-    """FclensError unless forward_features gives an NCHW map (CAMs need one; tokens do not)."""
-    _check_spatial(model, x[:1])
-
 
 def split_images(model: nn.Module, split, idx: np.ndarray, dev: torch.device
                  ) -> tuple[np.ndarray, torch.Tensor]:
