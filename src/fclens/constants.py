@@ -6,6 +6,8 @@ TREE_MODES = ("chain", "full")
 CAM_METHODS = ("gradcam", "gradcampp", "smooth_gradcampp")
 OPTIMIZERS = ("adam", "sgd")
 AMP_MODES = ("none", "bf16", "fp16")
+ENGINES = ("torch", "openvino", "onnxruntime")  # CPU inference engines for extraction
+BACKENDS = ("local", "ray")  # where extraction runs
 ALD_FAMILIES = ("ald", "gaussian", "laplace", "student_t", "logistic")  # ald.py fits these
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
                  "smooth_gradcampp": "Smooth Grad-CAM++"}

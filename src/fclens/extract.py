@@ -33,6 +33,10 @@ class ExtractConfig:
     num_workers: int = 2  # decoding processes for image-folder datasets
     row_group_size: int = 10_000
     pin_memory: bool = True  # only used on CUDA
+    engine: str = "torch"  # torch | openvino | onnxruntime (CPU only)
+    backend: str = "local"  # local | ray
+    ray_address: str = ""  # ray backend: "" = start a local Ray
+    ray_actors: int = 2
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -14,7 +14,15 @@ from typing import Annotated, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .constants import AMP_MODES, CAM_METHODS, NOISE_MODES, OPTIMIZERS, TREE_MODES
+from .constants import (
+    AMP_MODES,
+    BACKENDS,
+    CAM_METHODS,
+    ENGINES,
+    NOISE_MODES,
+    OPTIMIZERS,
+    TREE_MODES,
+)
 from .errors import FclensError
 from .models.spec import CHECKSUM, ModelSpec, check_arch
 
@@ -63,6 +71,10 @@ class Extract(_Section):
     num_workers: NonNegInt = 2
     pin_memory: bool = True
     row_group_size: PosInt = 10_000
+    engine: Literal[ENGINES] = "torch"  # CPU inference engine (CUDA always runs torch)
+    backend: Literal[BACKENDS] = "local"  # local | ray (Ray Data actor pool)
+    ray_address: str = ""  # ray backend: "" starts a local Ray; else ray://host:port or auto
+    ray_actors: PosInt = 2  # ray backend: model actors (each loads the model once)
 
 
 class Ald(_Section):
