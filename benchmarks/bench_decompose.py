@@ -7,7 +7,7 @@ import time
 
 from _common import OUT, machine
 from fclens import tables
-from fclens.ablate import Noise, ablation_block
+from fclens.ablate import Noise, TrainStats, ablation_block
 from fclens.decompose import index_mask, influential_indices
 from fclens.io import write_json
 from fclens.params import load_params
@@ -20,12 +20,13 @@ def main():
     train, test = tables.read_splits("data/cifar_resnet20", head)
     k1, k2 = p.decompose.k1, p.decompose.k2
     t0 = time.perf_counter()
-    infl = influential_indices(train.x, train.labels, head.n_classes, k1, k2)
+    infl = influential_indices(train, head.n_classes, k1, k2)
     alg1_s = time.perf_counter() - t0
     sets = index_mask(infl.idx, head.dim)
     t0 = time.perf_counter()
+    stats = TrainStats.from_source(train, head.n_classes)
     for m in p.ablate.noise_modes:
-        ablation_block(test, head, sets, Noise.from_train(m, train, 0), p.ablate.n_random)
+        ablation_block(test, head, sets, Noise.from_train(m, stats, 0), p.ablate.n_random)
     abl_s = time.perf_counter() - t0
     res = {"machine": machine(), "n_train": len(train.labels), "n_test": len(test.labels),
            "dim": head.dim, "algorithm1_seconds": alg1_s, "ablations_all_modes_seconds": abl_s,

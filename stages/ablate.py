@@ -6,7 +6,7 @@ from fclens import ablate, io, tables
 
 def main(a, p):
     head = tables.read_fc_weights(a.weights)
-    train, test = tables.read_splits(a.data, head)
+    train, test = tables.open_splits(a.data, head)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
     metrics, per_class = ablate.run_ablations(train, test, head, infl, p.ablate, p.seed)
     io.write_json(a.metrics, metrics, digits=5)

@@ -6,7 +6,7 @@ from fclens import decompose, io, tables
 
 def main(a, p):
     head = tables.read_fc_weights(a.weights)
-    train, test = tables.read_splits(a.data, head)
+    train, test = tables.open_splits(a.data, head)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
     d = p.decompose
     metrics = decompose.decompose_logged(train, test, head, infl, decompose.TrainConfig(

@@ -7,7 +7,7 @@ from fclens import decompose, io, plots, tables
 def main(a, p):
     head = tables.read_fc_weights(a.weights)
     g = p.decompose.grid
-    metrics, acc, rows = decompose.k_grid(*tables.read_splits(a.data, head), head, g.k1, g.k2)
+    metrics, acc, rows = decompose.k_grid(*tables.open_splits(a.data, head), head, g.k1, g.k2)
     io.write_json(a.metrics, metrics, digits=5)
     io.write_csv(a.csv, rows)
     plots.plot_k_grid(acc, g.k1, g.k2, metrics["acc_original"], a.plot)

@@ -8,9 +8,8 @@ def main(a, p):
     head = tables.read_fc_weights(a.weights)
     k1, k2 = p.decompose.k1, p.decompose.k2
     decompose.check_k(k1, k2, head.dim)  # before reading 50k rows
-    f = tables.read_features(a.features, head.n_classes, head.dim)
-    tables.write_influential(a.out, decompose.influential_indices(f.x, f.labels, head.n_classes,
-                                                                  k1, k2))
+    train = tables.FeatureTable(a.features, head.n_classes, head.dim)  # streamed, bounded memory
+    tables.write_influential(a.out, decompose.influential_indices(train, head.n_classes, k1, k2))
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ class Shared:
                   for s, n in (("train", 30), ("test", 12))}
         self.y = {s: np.arange(len(x)) % C for s, x in self.x.items()}
         self.pred = {s: self.head.logits(x).argmax(1) for s, x in self.x.items()}
-        self.infl = influential_indices(self.x["train"], self.y["train"], C, 3, 3)
+        self.infl = influential_indices(tables.Features(self.x["train"], self.y["train"],
+                                                       self.pred["train"]), C, 3, 3)
         self.data = root / "tpl" / "data"
         tables.write_fc_weights(self.data / "m/fc_weights.parquet", self.head)
         for s in ("train", "test"):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fclens.ablate import Noise, ablation_block, jaccard, replace
+from fclens.ablate import Noise, TrainStats, ablation_block, jaccard, replace
 from fclens.decompose import (
     TrainConfig,
     check_k,
@@ -9,7 +9,7 @@ from fclens.decompose import (
     index_mask,
     influential_indices,
     top_k_indices,
-    train_masked_head,
+    train_masked_heads,
 )
 from fclens.errors import FclensError
 from fclens.tables import Features, Head
@@ -58,7 +58,7 @@ def test_chain_terminals_are_the_top_weights():
 def test_algorithm1_golden_and_tie_break():
     x = np.array([[3, 1, 2, 0], [0, 5, 5, 1], [1, 1, 1, 1]], float)
     y = np.array([0, 0, 1])
-    infl = influential_indices(x, y, 2, k1=2, k2=2)
+    infl = influential_indices(_feats(x, y), 2, k1=2, k2=2)
     idx, counts = infl.idx, infl.counts
     # class 0: image 0 -> {0, 2}, image 1 -> {1, 2} (tie 5 = 5: lower index first)
     # counts 0:1, 1:1, 2:2 -> [2, 0] (tie between 0 and 1 at count 1: lower index)
@@ -69,7 +69,7 @@ def test_k_validation_names_the_key():
     with pytest.raises(FclensError, match="decompose.k2: 65; allowed: an integer in 1..64"):
         check_k(5, 65, 64)
     with pytest.raises(FclensError, match="k1"):
-        influential_indices(np.ones((2, 4)), np.zeros(2, int), 1, 0, 1)
+        influential_indices(_feats(np.ones((2, 4)), np.zeros(2, int)), 1, 0, 1)
 
 
 def test_decomposed_logits_match_the_formula():
@@ -88,8 +88,8 @@ def test_retraining_keeps_mask_improves_and_is_deterministic():
     mask = index_mask(np.array([[0, 2], [1, 3]]), 8)
     head = Head(np.zeros((2, 8), np.float32), np.zeros(2, np.float32), ("a", "b"))
     cfg = TrainConfig(epochs=20, lr=0.05, batch_size=32, seed=3)
-    h1 = train_masked_head(_feats(x, y), head, mask, cfg)
-    h2 = train_masked_head(_feats(x, y), head, mask, cfg)
+    h1 = train_masked_heads(_feats(x, y), head, mask[None], cfg)[0]
+    h2 = train_masked_heads(_feats(x, y), head, mask[None], cfg)[0]
     w1, b1 = h1.w, h1.b
     np.testing.assert_array_equal(w1, h2.w)
     assert (w1[~mask] == 0).all()
@@ -112,7 +112,8 @@ def test_ablation_noise_modes_and_blocks():
     y = (xs[:, 0] > 0).astype(int)
     head = Head(np.array([[-1.0, 0.0], [1.0, 0.0]]), np.zeros(2), ("a", "b"))
     sets = np.array([[True, False], [True, False]])
-    blk = ablation_block(_feats(xs, y), head, sets, Noise.from_train("zero", _feats(xs, y), 0), 2)
+    stats = TrainStats.from_source(_feats(xs, y), 2)
+    blk = ablation_block(_feats(xs, y), head, sets, Noise.from_train("zero", stats, 0), 2)
     assert blk["acc_original"] == 1.0
     assert blk["acc_noise_influential_union"] < 0.6 and blk["acc_noise_noninfluential_union"] == 1.0
     assert jaccard(sets, ~sets).tolist() == [0.0, 0.0]
@@ -130,10 +131,11 @@ def test_accuracy_grid_matches_algorithm1_cell_by_cell():
     y = rng.integers(0, 4, 300)
     w, b = rng.normal(size=(4, 12)), rng.normal(size=4)
     head, tr, te = Head(w, b, tuple("abcd")), _feats(x[:200], y[:200]), _feats(x[200:], y[200:])
-    acc, union = decomposed_accuracy_grid(tr, te, head, [1, 3, 12], [2, 5])
+    acc, union, acc0 = decomposed_accuracy_grid(tr, te, head, [1, 3, 12], [2, 5])
+    assert acc0 == accuracy(head.logits(te.x), te.labels)
     for i, k1 in enumerate([1, 3, 12]):
         for j, k2 in enumerate([2, 5]):
-            idx = influential_indices(tr.x, tr.labels, 4, k1, k2).idx
+            idx = influential_indices(tr, 4, k1, k2).idx
             mask = index_mask(idx, 12)
             assert acc[i, j] == accuracy(decomposed_logits(te.x, w, b, mask), te.labels)
             assert union[i, j] == mask.any(0).sum()

@@ -2,15 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .constants import NOISE_MODES
-from .decompose import accuracy, decomposed_logits, index_mask, top_k_indices
+from .decompose import Source, batches, index_mask, top_k_indices
 from .errors import FclensError
-from .tables import Features, Head, Influential
+from .tables import Head, Influential
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """What the ablations need from the training features, from one streamed pass."""
+
+    mean: np.ndarray  # (D,) float32
+    std: np.ndarray  # (D,) float32, population std
+    class_sums: np.ndarray  # (C, D) float64, sum of each class's feature vectors
+    class_counts: np.ndarray  # (C,) int64
+
+    @classmethod
+    def from_source(cls, train: Source, n_classes: int) -> TrainStats:
+        n, mean, m2, sums, counts = 0, 0.0, 0.0, None, 0
+        for f in batches(train):
+            x = f.x.astype(np.float64)  # (B, D)
+            if sums is None:
+                sums = np.zeros((n_classes, x.shape[1]))
+            # Chan et al.'s pairwise merge of (count, mean, M2): exact enough in float64 and,
+            # unlike sum(x^2) - n mean^2, free of cancellation
+            nb, mb = len(x), x.mean(0)
+            m2b = ((x - mb) ** 2).sum(0)
+            delta = mb - mean
+            mean = mean + delta * nb / (n + nb)
+            m2 = m2 + m2b + delta ** 2 * n * nb / (n + nb)
+            n += nb
+            order = np.argsort(f.labels, kind="stable")
+            ys = f.labels[order]
+            starts = np.flatnonzero(np.r_[True, ys[1:] != ys[:-1]])
+            sums[ys[starts]] += np.add.reduceat(x[order], starts, axis=0)
+            counts = counts + np.bincount(f.labels, minlength=n_classes)
+        if sums is None:
+            raise FclensError("training features: 0 rows; expected at least 1")
+        return cls(np.asarray(mean, np.float32), np.sqrt(m2 / n).astype(np.float32), sums,
+                   counts)
 
 
 @dataclass(frozen=True)
@@ -23,8 +59,8 @@ class Noise:
     seed: int
 
     @classmethod
-    def from_train(cls, mode: str, train: Features, seed: int) -> Noise:
-        return cls(mode, train.x.mean(0), train.x.std(0), seed)
+    def from_train(cls, mode: str, stats: TrainStats, seed: int) -> Noise:
+        return cls(mode, stats.mean, stats.std, seed)
 
 
 def replace(x: np.ndarray, mask: np.ndarray, noise: Noise, rng: np.random.Generator
@@ -49,28 +85,50 @@ def replace(x: np.ndarray, mask: np.ndarray, noise: Noise, rng: np.random.Genera
     return np.where(mask, fill, x).astype(np.float32, copy=False)
 
 
-def ablation_block(test: Features, head: Head, sets: np.ndarray, noise: Noise, n_random: int
+def class_hits(test: Source, head: Head, n_classes: int,
+               mask_of: Callable[[np.ndarray], np.ndarray] | None = None,
+               noise: Noise | None = None, rng: np.random.Generator | None = None,
+               w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One streamed pass over `test`: per class, (correct, images) of the head (weights `w`
+    if given) on features whose entries mask_of(labels) ((B, D) or (D,) bool) are replaced by
+    `noise` drawn from `rng`. Batches draw from `rng` in row order, so the noise (and every
+    result) is the same as one draw over the whole split."""
+    w = head.w if w is None else w
+    hits, n = np.zeros(n_classes, np.int64), np.zeros(n_classes, np.int64)
+    for f in batches(test):
+        x = f.x if mask_of is None else replace(f.x, mask_of(f.labels), noise, rng)
+        ok = (x @ w.T + head.b).argmax(1) == f.labels
+        hits += np.bincount(f.labels[ok], minlength=n_classes)
+        n += np.bincount(f.labels, minlength=n_classes)
+    return hits, n
+
+
+def _acc(hits_n: tuple[np.ndarray, np.ndarray]) -> float:
+    hits, n = hits_n
+    return float(hits.sum() / n.sum()) if n.sum() else float("nan")
+
+
+def ablation_block(test: Source, head: Head, sets: np.ndarray, noise: Noise, n_random: int
                    ) -> dict[str, float]:
     """All ablations for one noise mode. sets (C, D) bool: each class's influential indices.
 
     per_class: image of class c gets noise on I_c (or on its complement). union: the union U of
     all I_c on every image (or its complement). random: same-size random sets, mean over seeds.
+    One streamed pass over `test` per ablation.
     """
-    x, y = test.x, test.labels
     c, d = sets.shape
     rng = np.random.default_rng(noise.seed)
 
-    def acc(mask: np.ndarray, r: np.random.Generator = rng) -> float:
-        return accuracy(head.logits(replace(x, mask, noise, r)), y)
+    def acc(mask_of: Callable[[np.ndarray], np.ndarray], r: np.random.Generator = rng) -> float:
+        return _acc(class_hits(test, head, c, mask_of, noise, r))
 
     union = sets.any(0)  # (D,)
-    per_img = sets[y]  # (N, D)
     out = {
-        "acc_original": accuracy(head.logits(x), y),
-        "acc_noise_influential_per_class": acc(per_img),
-        "acc_noise_noninfluential_per_class": acc(~per_img),
-        "acc_noise_influential_union": acc(union),
-        "acc_noise_noninfluential_union": acc(~union),
+        "acc_original": _acc(class_hits(test, head, c)),
+        "acc_noise_influential_per_class": acc(lambda y: sets[y]),
+        "acc_noise_noninfluential_per_class": acc(lambda y: ~sets[y]),
+        "acc_noise_influential_union": acc(lambda y: union),
+        "acc_noise_noninfluential_union": acc(lambda y: ~union),
     }
     rand_union, rand_pc = [], []
     k = sets.sum(1)  # (C,) set size per class
@@ -78,11 +136,11 @@ def ablation_block(test: Features, head: Head, sets: np.ndarray, noise: Noise, n
         r = np.random.default_rng(noise.seed + 1 + s)
         ru = np.zeros(d, bool)
         ru[r.choice(d, int(union.sum()), replace=False)] = True
-        rand_union.append(acc(ru, r))
+        rand_union.append(acc(lambda y, ru=ru: ru, r))
         rs = np.zeros((c, d), bool)
         for ci in range(c):  # C is small (classes); the work is vectorized over images
             rs[ci, r.choice(d, int(k[ci]), replace=False)] = True
-        rand_pc.append(acc(rs[y], r))
+        rand_pc.append(acc(lambda y, rs=rs: rs[y], r))
     nan = float("nan")
     out["acc_noise_random_union"] = float(np.mean(rand_union)) if rand_union else nan
     out["acc_noise_random_per_class"] = float(np.mean(rand_pc)) if rand_pc else nan
@@ -91,22 +149,21 @@ def ablation_block(test: Features, head: Head, sets: np.ndarray, noise: Noise, n
     return out
 
 
-def per_class_accuracy(test: Features, head: Head, sets: np.ndarray, noise: Noise
+def per_class_accuracy(test: Source, head: Head, sets: np.ndarray, noise: Noise
                        ) -> pd.DataFrame:
     """One row per class: accuracy before/after noising its own set or the complement."""
-    x, y = test.x, test.labels
     rng = np.random.default_rng(noise.seed)
     c = sets.shape[0]
-    n = np.bincount(y, minlength=c).astype(float)
 
-    def acc(xx: np.ndarray) -> np.ndarray:
-        hit = (head.logits(xx).argmax(1) == y).astype(float)
-        return np.bincount(y, weights=hit, minlength=c) / np.maximum(n, 1)
+    def acc(mask_of=None) -> tuple[np.ndarray, np.ndarray]:
+        hits, n = class_hits(test, head, c, mask_of, noise, rng)
+        return hits / np.maximum(n, 1), n.astype(float)
 
+    orig, n = acc()
     return pd.DataFrame({
         "class_index": np.arange(c, dtype=np.int32), "class_name": list(head.names),
-        "acc_original": acc(x), "acc_noise_influential": acc(replace(x, sets[y], noise, rng)),
-        "acc_noise_noninfluential": acc(replace(x, ~sets[y], noise, rng)), "n_images": n})
+        "acc_original": orig, "acc_noise_influential": acc(lambda y: sets[y])[0],
+        "acc_noise_noninfluential": acc(lambda y: ~sets[y])[0], "n_images": n})
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,7 +171,7 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a & b).sum(1) / np.maximum((a | b).sum(1), 1)
 
 
-def method_masks(alg1: np.ndarray, head: Head, train: Features) -> dict[str, np.ndarray]:
+def method_masks(alg1: np.ndarray, head: Head, stats: TrainStats) -> dict[str, np.ndarray]:
     """(C, D) masks of equal size k per class from four ways of picking a class's features.
 
     `tree_terminal` is the split tree's '+' chain read top-down, which is exactly the class's
@@ -125,9 +182,7 @@ def method_masks(alg1: np.ndarray, head: Head, train: Features) -> dict[str, np.
     k = int(alg1.sum(1).max())
     # mean contribution x_j W[c, j] over the class's training images (= gradient x input, and
     # integrated gradients from a zero baseline, for a linear head)
-    sums = np.zeros((c, d))
-    np.add.at(sums, train.labels, train.x)
-    contrib = sums / np.maximum(np.bincount(train.labels, minlength=c), 1)[:, None] * head.w
+    contrib = stats.class_sums / np.maximum(stats.class_counts, 1)[:, None] * head.w
     return {
         "algorithm1": alg1,
         "tree_terminal": index_mask(top_k_indices(head.w, k), d),
@@ -136,27 +191,28 @@ def method_masks(alg1: np.ndarray, head: Head, train: Features) -> dict[str, np.
     }
 
 
-def run_ablations(train: Features, test: Features, head: Head, infl: Influential, cfg, seed: int
+def run_ablations(train: Source, test: Source, head: Head, infl: Influential, cfg, seed: int
                   ) -> tuple[dict, pd.DataFrame]:
     """ablate.json's metrics (every noise mode, the cross-method table) and the per-class table.
 
     cfg: `noise` (the mode reported at the top level), `noise_modes`, `n_random` (the params
-    `ablate` section)."""
+    `ablate` section). One pass over train; a few passes over test per ablation."""
     noise, noise_modes, n_random = cfg.noise, cfg.noise_modes, cfg.n_random
+    stats = TrainStats.from_source(train, head.n_classes)
     sets = index_mask(infl.idx, head.dim)
-    by_noise = {m: ablation_block(test, head, sets, Noise.from_train(m, train, seed), n_random)
+    by_noise = {m: ablation_block(test, head, sets, Noise.from_train(m, stats, seed), n_random)
                 for m in noise_modes}
-    main = Noise.from_train(noise, train, seed)
+    main = Noise.from_train(noise, stats, seed)
     metrics = {**by_noise[noise], "noise": noise, "by_noise": by_noise}
     for kind in ("influential", "noninfluential"):
         metrics[f"damage_{kind}_per_class"] = (metrics["acc_original"]
                                                - metrics[f"acc_noise_{kind}_per_class"])
     table = {}
-    for name, m in method_masks(sets, head, train).items():
+    for name, m in method_masks(sets, head, stats).items():
         blk = ablation_block(test, head, m, main, 0)
         table[name] = {
             "jaccard_vs_algorithm1": float(jaccard(m, sets).mean()),
-            "acc_decomposed": accuracy(decomposed_logits(test.x, head.w, head.b, m), test.labels),
+            "acc_decomposed": _acc(class_hits(test, head, head.n_classes, w=head.w * m)),
             "acc_noise_own_set_per_class": blk["acc_noise_influential_per_class"],
             "damage_per_class": blk["acc_original"] - blk["acc_noise_influential_per_class"],
             "union_size": blk["union_size"],

@@ -6,13 +6,16 @@ the lower feature index; a class's top-k2 indices by count, ties by the lower fe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .errors import FclensError
-from .tables import Features, Head, Influential
+from .tables import Features, FeatureTable, Head, Influential
 
 
 def check_k(k1: int, k2: int, dim: int, where: str = "params.yaml decompose") -> None:
@@ -22,20 +25,54 @@ def check_k(k1: int, k2: int, dim: int, where: str = "params.yaml decompose") ->
                               f"(the feature dimension)")
 
 
+Source = Iterable[Features] | Features  # re-iterable batches (tables.FeatureTable), or in memory
+
+
+def batches(src: Source) -> Iterable[Features]:
+    """A source's batches: a `Features` record is one batch."""
+    return (src,) if isinstance(src, Features) else src
+
+
 def top_k_indices(x: np.ndarray, k: int) -> np.ndarray:
-    """(N, D) -> (N, k): indices of the k largest values per row, ties to the lower index."""
-    # stable sort of -x keeps equal values in index order; O(N D log D), vectorized
-    return np.argsort(-x, axis=1, kind="stable")[:, :k]
-
-
-def influential_indices(x: np.ndarray, labels: np.ndarray, n_classes: int, k1: int, k2: int
-                        ) -> Influential:
-    """Algorithm 1. x (N, D) features, labels (N,) -> each class's k2 indices and counts."""
+    """(N, D) -> (N, k): indices of the k largest values per row, largest first, ties to the
+    lower index: exactly np.argsort(-x, kind="stable")[:, :k], in O(N D) instead of a sort."""
     n, d = x.shape
-    check_k(k1, k2, d)
-    top = top_k_indices(x, k1)  # (N, k1)
-    flat = (labels.astype(np.int64)[:, None] * d + top).ravel()
-    counts = np.bincount(flat, minlength=n_classes * d).reshape(n_classes, d)  # (C, D)
+    if k >= d:
+        return np.argsort(-x, axis=1, kind="stable")[:, :k]
+    thr = -np.partition(-x, k - 1, axis=1)[:, k - 1:k]  # (N, 1) each row's k-th largest value
+    above = x > thr
+    tie = x == thr  # post-ReLU features tie at 0 often: the lowest indices among them are kept
+    need = k - above.sum(1, keepdims=True, dtype=np.int32)  # (N, 1), >= 1
+    keep = above | (tie & (np.cumsum(tie, axis=1, dtype=np.int32) <= need))  # k per row
+    idx = np.nonzero(keep)[1].reshape(n, k)  # (N, k) ascending within each row
+    order = np.argsort(-np.take_along_axis(x, idx, 1), axis=1, kind="stable")
+    return np.take_along_axis(idx, order, 1)
+
+
+def class_counts(train: Source, n_classes: int, k1s: list[int]) -> np.ndarray:
+    """(K1, C, D): for each k1, how many training images of class c have feature j among their
+    top-k1. One streamed pass; the top-k1 of a stable order is a prefix of the top-max(k1)."""
+    counts = None
+    for f in batches(train):
+        n, d = f.x.shape
+        if counts is None:
+            check_k(max(k1s), 1, d, "params.yaml decompose")
+            counts = np.zeros((len(k1s), n_classes, d), np.int64)
+        top = top_k_indices(f.x, max(k1s))  # (B, max k1)
+        row = f.labels.astype(np.int64)[:, None] * d
+        for i, k1 in enumerate(k1s):
+            counts[i] += np.bincount((row + top[:, :k1]).ravel(),
+                                     minlength=n_classes * d).reshape(n_classes, d)
+    if counts is None:
+        raise FclensError("training features: 0 rows; expected at least 1")
+    return counts
+
+
+def influential_indices(train: Source, n_classes: int, k1: int, k2: int) -> Influential:
+    """Algorithm 1: each class's k2 indices most often among its images' top-k1 features, with
+    their counts. Streams `train` once; memory O(C D + batch)."""
+    counts = class_counts(train, n_classes, [k1])[0]  # (C, D)
+    check_k(k1, k2, counts.shape[1])
     idx = top_k_indices(counts, k2)  # (C, k2)
     return Influential(idx, np.take_along_axis(counts, idx, 1))
 
@@ -52,29 +89,30 @@ def decomposed_logits(x: np.ndarray, w: np.ndarray, b: np.ndarray, mask: np.ndar
     return x @ (w * mask).T + b
 
 
-def decomposed_accuracy_grid(train: Features, test: Features, head: Head, k1s: list[int],
-                             k2s: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Decomposed test accuracy (no retraining) and union size for every (k1, k2): (K1, K2) each.
+def accuracies(test: Source, heads: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+    """Accuracy of each (w (C, D), b (C,)) linear head on `test`, in one streamed pass."""
+    hits, n = np.zeros(len(heads), np.int64), 0
+    for f in batches(test):
+        for i, (w, b) in enumerate(heads):
+            hits[i] += int(((f.x @ w.T + b).argmax(1) == f.labels).sum())
+        n += len(f.labels)
+    return [h / n if n else float("nan") for h in hits.tolist()]
 
-    Same indices as `influential_indices` cell by cell: the top-k1 of a stable sort is a prefix
-    of the full sort, so the features are sorted once.
-    """
-    (c, d), (x_tr, y_tr), (x_te, y_te) = head.w.shape, (train.x, train.labels), (test.x,
-                                                                              test.labels)
-    w, b = head.w, head.b
+
+def decomposed_accuracy_grid(train: Source, test: Source, head: Head, k1s: list[int],
+                             k2s: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Decomposed test accuracy (no retraining) and union size for every (k1, k2): (K1, K2)
+    each, and the original head's accuracy. One pass over train, one over test.
+
+    Same indices as `influential_indices` cell by cell (`class_counts` shares the sort)."""
+    c, d = head.w.shape
     for k1, k2 in ((min(k1s), min(k2s)), (max(k1s), max(k2s))):
         check_k(k1, k2, d, "params.yaml decompose.grid")
-    order = np.argsort(-x_tr, axis=1, kind="stable")[:, :max(k1s)]  # (N, max k1)
-    acc = np.zeros((len(k1s), len(k2s)))
-    union = np.zeros((len(k1s), len(k2s)), dtype=np.int64)
-    for i, k1 in enumerate(k1s):
-        flat = (y_tr.astype(np.int64)[:, None] * d + order[:, :k1]).ravel()
-        ranked = top_k_indices(np.bincount(flat, minlength=c * d).reshape(c, d), max(k2s))
-        for j, k2 in enumerate(k2s):
-            mask = index_mask(ranked[:, :k2], d)
-            acc[i, j] = accuracy(decomposed_logits(x_te, w, b, mask), y_te)
-            union[i, j] = mask.any(0).sum()
-    return acc, union
+    counts = class_counts(train, c, k1s)  # (K1, C, D)
+    masks = [index_mask(top_k_indices(counts[i], k2), d) for i in range(len(k1s)) for k2 in k2s]
+    acc = accuracies(test, [(head.w, head.b)] + [(head.w * m, head.b) for m in masks])
+    union = np.array([m.any(0).sum() for m in masks]).reshape(len(k1s), len(k2s))
+    return np.array(acc[1:]).reshape(len(k1s), len(k2s)), union, acc[0]
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -92,51 +130,86 @@ class TrainConfig:
     weight_decay: float = 0.0
 
 
-def train_masked_head(train: Features, head: Head, mask: np.ndarray, cfg: TrainConfig,
-                      on_epoch: Callable[[int, dict], None] | None = None) -> Head:
-    """Retrain only the decomposed head (weights outside the mask stay exactly zero).
+def _train_matrix(train: Source, stack: contextlib.ExitStack) -> tuple[np.ndarray, np.ndarray]:
+    """(x (N, D) float32, labels (N,)) for minibatch training. One in-memory batch is used as
+    is; a streamed table is copied once into a float32 memory map in a temporary directory
+    ($TMPDIR), so the pages the OS keeps are a cache, not the process's own memory."""
+    parts = batches(train)
+    if isinstance(parts, (tuple, list)) and len(parts) == 1:
+        return parts[0].x, parts[0].labels
+    n = len(parts) if isinstance(parts, FeatureTable) else sum(len(f.labels) for f in parts)
+    x = y = None
+    i = 0
+    for f in parts:
+        if x is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="fclens-train-"))
+            x = np.lib.format.open_memmap(Path(tmp) / "x.npy", "w+", np.float32,
+                                          (n, f.x.shape[1]))
+            y = np.empty(n, np.int64)
+        x[i:i + len(f.labels)], y[i:i + len(f.labels)] = f.x, f.labels
+        i += len(f.labels)
+    if x is None:
+        raise FclensError("training features: 0 rows; expected at least 1")
+    return x, y
 
-    Starts from the original FC weights restricted to the mask. Deterministic given `cfg.seed`.
+
+def train_masked_heads(train: Source, head: Head, masks: np.ndarray, cfg: TrainConfig,
+                       on_epoch: Callable[[int, dict], None] | None = None) -> list[Head]:
+    """Retrain K masked copies of the head at once (masks (K, C, D) bool); weights outside each
+    mask stay exactly zero. Each starts from the original FC weights restricted to its mask.
+
+    All K share one minibatch order (seeded by `cfg.seed`) and each has its own loss term, so
+    head k ends bit-identical to training it alone. Minibatches are gathered from memory or a
+    memory map (`_train_matrix`), never a full float64 copy. Deterministic given `cfg.seed`.
     """
     import torch  # here, not at the top: the other stages using this module need no torch
     import torch.nn.functional as F
 
     g = torch.Generator().manual_seed(cfg.seed)
-    x = torch.tensor(train.x, dtype=torch.float32)  # a copy: Parquet-backed arrays are read-only
-    y = torch.from_numpy(train.labels.astype(np.int64))
-    m = torch.from_numpy(mask.astype(np.float32))
-    w = torch.nn.Parameter(torch.from_numpy(head.w.astype(np.float32)) * m)
-    b = torch.nn.Parameter(torch.from_numpy(head.b.astype(np.float32)).clone())
-    lr, wd, batch_size = cfg.lr, cfg.weight_decay, cfg.batch_size
-    opt = (torch.optim.Adam([w, b], lr=lr, weight_decay=wd) if cfg.optimizer == "adam"
-           else torch.optim.SGD([w, b], lr=lr, momentum=0.9, weight_decay=wd))
-    for epoch in range(cfg.epochs):
-        perm = torch.randperm(len(x), generator=g)
-        tot, correct = 0.0, 0
-        for i in range(0, len(x), batch_size):
-            j = perm[i:i + batch_size]
-            logits = x[j] @ (w * m).T + b  # (B, C)
-            loss = F.cross_entropy(logits, y[j])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += loss.item() * len(j)
-            correct += int((logits.argmax(1) == y[j]).sum())
-        if on_epoch:
-            on_epoch(epoch, {"train_loss": tot / len(x), "train_acc": correct / len(x),
-                             "head": Head((w * m).detach().numpy(), b.detach().numpy(),
-                                          head.names)})
-    return Head((w * m).detach().numpy(), b.detach().numpy(), head.names)
+    with contextlib.ExitStack() as stack:
+        x, y_np = _train_matrix(train, stack)
+        y = torch.from_numpy(y_np.astype(np.int64))
+        m = torch.from_numpy(masks.astype(np.float32))  # (K, C, D)
+        w = torch.nn.Parameter(torch.from_numpy(head.w.astype(np.float32)) * m)  # (K, C, D)
+        b = torch.nn.Parameter(torch.from_numpy(head.b.astype(np.float32))
+                               .repeat(len(masks), 1))  # (K, C)
+        lr, wd, batch_size = cfg.lr, cfg.weight_decay, cfg.batch_size
+        opt = (torch.optim.Adam([w, b], lr=lr, weight_decay=wd) if cfg.optimizer == "adam"
+               else torch.optim.SGD([w, b], lr=lr, momentum=0.9, weight_decay=wd))
+        n, k = len(y), len(masks)
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(n, generator=g)
+            tot, correct = np.zeros(k), np.zeros(k, np.int64)
+            for i in range(0, n, batch_size):
+                j = perm[i:i + batch_size]
+                xb = torch.from_numpy(np.asarray(x[j.numpy()], np.float32))  # (B, D)
+                logits = [xb @ (w[h] * m[h]).T + b[h] for h in range(k)]  # K x (B, C)
+                losses = [F.cross_entropy(lg, y[j]) for lg in logits]
+                opt.zero_grad(set_to_none=True)
+                torch.stack(losses).sum().backward()  # independent heads: separate gradients
+                opt.step()
+                for h in range(k):
+                    tot[h] += losses[h].item() * len(j)
+                    correct[h] += int((logits[h].argmax(1) == y[j]).sum())
+            if on_epoch:
+                on_epoch(epoch, {"train_loss": (tot / n).tolist(),
+                                 "train_acc": (correct / n).tolist(), "heads": _heads(w, m, b,
+                                                                                     head)})
+    return _heads(w, m, b, head)
 
 
-def decompose(train: Features, test: Features, head: Head, infl: Influential, cfg: TrainConfig,
+def _heads(w, m, b, head: Head) -> list[Head]:
+    wm, bb = (w * m).detach().numpy(), b.detach().numpy()
+    return [Head(wm[h], bb[h], head.names) for h in range(len(wm))]
+
+
+def decompose(train: Source, test: Source, head: Head, infl: Influential, cfg: TrainConfig,
               on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """The decomposed head on the test split, before and after retraining it on train."""
     mask = index_mask(infl.idx, head.dim)
-    acc0 = accuracy(head.logits(test.x), test.labels)
-    acc_dec = accuracy(decomposed_logits(test.x, head.w, head.b, mask), test.labels)
-    trained = train_masked_head(train, head, mask, cfg, on_epoch)
-    acc_ret = accuracy(trained.logits(test.x), test.labels)
+    acc0, acc_dec = accuracies(test, [(head.w, head.b), (head.w * mask, head.b)])
+    trained = train_masked_heads(train, head, mask[None], cfg, on_epoch)[0]
+    (acc_ret,) = accuracies(test, [(trained.w, trained.b)])
 
     def rel(a: float) -> float:  # a random model can score 0
         return a / acc0 if acc0 > 0 else float("nan")
@@ -147,22 +220,22 @@ def decompose(train: Features, test: Features, head: Head, infl: Influential, cf
             "union_size": int(mask.any(0).sum()), "feature_dim": head.dim, "epochs": cfg.epochs}
 
 
-def k_grid(train: Features, test: Features, head: Head, k1s: list[int], k2s: list[int]
+def k_grid(train: Source, test: Source, head: Head, k1s: list[int], k2s: list[int]
            ) -> tuple[dict, np.ndarray, list[dict]]:
     """(metrics, (K1, K2) accuracy, CSV rows) of the decomposed head over the k1 x k2 grid."""
-    acc, union = decomposed_accuracy_grid(train, test, head, k1s, k2s)
+    acc, union, acc0 = decomposed_accuracy_grid(train, test, head, k1s, k2s)
     best = np.unravel_index(np.argmax(acc), acc.shape)
     rows = [dict(k1=k1, k2=k2, acc_decomposed=acc[i, j], union_size=union[i, j])
             for i, k1 in enumerate(k1s) for j, k2 in enumerate(k2s)]
     return {
-        "k1": k1s, "k2": k2s, "acc_original": accuracy(head.logits(test.x), test.labels),
+        "k1": k1s, "k2": k2s, "acc_original": acc0,
         "acc_decomposed": {f"k1={k1}": dict(zip((f"k2={k}" for k in k2s), acc[i].tolist()))
                            for i, k1 in enumerate(k1s)},
         "best_k1": k1s[best[0]], "best_k2": k2s[best[1]], "best_acc_decomposed": acc.max(),
     }, acc, rows
 
 
-def decompose_logged(train: Features, test: Features, head: Head, infl: Influential,
+def decompose_logged(train: Source, test: Source, head: Head, infl: Influential,
                      cfg: TrainConfig, live_dir: str) -> dict:
     """`decompose` with DVCLive curves per retraining epoch, written atomically to live_dir."""
     from dvclive import Live
@@ -173,8 +246,9 @@ def decompose_logged(train: Features, test: Features, head: Head, infl: Influent
                                           report=None) as live:
         def on_epoch(epoch: int, info: dict) -> None:
             for k in ("train_loss", "train_acc"):
-                live.log_metric(k, info[k])
-            live.log_metric("test_acc", accuracy(info["head"].logits(test.x), test.labels))
+                live.log_metric(k, info[k][0])
+            h = info["heads"][0]
+            live.log_metric("test_acc", accuracies(test, [(h.w, h.b)])[0])
             live.next_step()
 
         return decompose(train, test, head, infl, cfg, on_epoch)

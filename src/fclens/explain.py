@@ -25,7 +25,7 @@ from .constants import CAM_METHODS
 from .data import IMAGE_SUFFIXES
 from .errors import FclensError
 from .extract import load_uint8, normalizer, uint8_transform
-from .tables import Features, Head
+from .tables import FeatureTable, Head, first_rows
 from .trees import branch_node, chain_node
 
 
@@ -211,19 +211,23 @@ def _normalize(model: nn.Module, images: np.ndarray, dev: torch.device) -> torch
     return normalizer(model).to(dev)(torch.from_numpy(images).to(dev)).contiguous()
 
 
-def dataset_inputs(model: nn.Module, split, test: Features, classes: list[int], n_correct: int,
-                   n_wrong: int, influential: np.ndarray, dev: torch.device) -> Inputs:
-    """Per class in `classes`, the first correctly / wrongly classified test images."""
+def dataset_inputs(model: nn.Module, split, test: FeatureTable, classes: list[int],
+                   n_correct: int, n_wrong: int, influential: np.ndarray, dev: torch.device
+                   ) -> Inputs:
+    """Per class in `classes`, the first correctly / wrongly classified test images (labels and
+    predictions streamed from the features table, never held whole)."""
     n_classes = len(split.class_names)
     if bad := [c for c in classes if c >= n_classes]:
         raise FclensError(f"params.yaml explain.classes: {bad} out of range; expected class "
                           f"indices in 0..{n_classes - 1}")
-    idx = pick_images(test.labels, test.preds, classes, n_correct, n_wrong)
-    images, x = split_images(model, split, idx, dev)
-    names, y, pred = split.class_names, test.labels, test.preds
-    rows = [f"{names[y[i]]} ✓" if pred[i] == y[i] else f"{names[y[i]]}→{names[pred[i]]}"
-            for i in idx]
-    return Inputs(images, x, y[idx], rows, influential)
+    quota = np.zeros((n_classes, 2), np.int64)
+    quota[classes] = n_correct, n_wrong
+    rows, few = first_rows(test.columns(("label", "pred")), quota)
+    local = pick_images(few.labels, few.preds, classes, n_correct, n_wrong)
+    images, x = split_images(model, split, rows[local], dev)
+    names, y, pred = split.class_names, few.labels[local], few.preds[local]
+    labels = [f"{names[a]} ✓" if b == a else f"{names[a]}→{names[b]}" for a, b in zip(y, pred)]
+    return Inputs(images, x, y, labels, influential)
 
 
 def photo_inputs(model: nn.Module, photos: list[str], folder: str | None, max_folder: int,
@@ -268,12 +272,12 @@ def stage_inputs(model: nn.Module, head: Head, cfg, dev: torch.device, data: str
     """Dataset models (`data` given): test images picked by `cfg` (params explain section);
     others: the sample photographs and `cfg.image_folder`."""
     from .data import load_split
-    from .tables import read_features, read_influential
+    from .tables import read_influential
 
     if not data:
         return photo_inputs(model, cfg.photos, cfg.image_folder, cfg.max_folder_images,
                             head.names, dev)
-    test = read_features(features, head.n_classes, head.dim, ("label", "pred"))
+    test = FeatureTable(Path(features), head.n_classes, head.dim)
     infl = read_influential(influential, head.n_classes, head.dim).idx
     return dataset_inputs(model, load_split(Path(data) / "test.npz"), test, cfg.classes,
                           cfg.n_correct, cfg.n_wrong, infl, dev)

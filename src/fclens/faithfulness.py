@@ -100,17 +100,18 @@ def stage_inputs(model: nn.Module, head: Head, n_per_class: int, photos, dev: to
 
     from .data import load_split
     from .explain import photo_inputs, split_images
-    from .tables import read_features, read_influential
+    from .tables import FeatureTable, first_rows, read_influential
 
     if not data:
         inp = photo_inputs(model, photos.photos, photos.image_folder, photos.max_folder_images,
                            head.names, dev)
         return None, inp.x, inp.cls
-    test = read_features(features, head.n_classes, head.dim, ("label", "pred"))
+    test = FeatureTable(Path(features), head.n_classes, head.dim).columns(("label", "pred"))
+    rows, few = first_rows(test, np.full((head.n_classes, 2), n_per_class))  # streamed
     infl = read_influential(influential, head.n_classes, head.dim).idx
-    idx = pick_per_class(test.labels, head.n_classes, n_per_class)
-    x = split_images(model, load_split(Path(data) / "test.npz"), idx, dev)[1]
-    return infl, x, test.preds[idx]
+    local = pick_per_class(few.labels, head.n_classes, n_per_class)
+    x = split_images(model, load_split(Path(data) / "test.npz"), rows[local], dev)[1]
+    return infl, x, few.preds[local]
 
 
 def target_sets(head: Head, nodes: pd.DataFrame, influential: np.ndarray | None,

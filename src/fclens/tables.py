@@ -10,7 +10,7 @@ what was found: no pyarrow, KeyError or IndexError traceback reaches a user.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from .io import atomic_path
 
 SCHEMA_VERSION = 2  # 1: the unversioned tables of fclens <= 0.1
 _META_TABLE, _META_VERSION = b"fclens.table", b"fclens.schema_version"
+BATCH_ELEMENTS = 1 << 24  # floats per streamed feature batch (64 MB)
 VEC = "vector"  # placeholder type: fixed_size_list<float32>[D], D checked per file
 
 
@@ -387,19 +388,99 @@ def write_ald(out: str | Path, res: dict, names: tuple[str, ...]) -> None:
 
 
 def read_splits(data: str | Path, head: Head) -> tuple[Features, Features]:
-    """features_train.parquet and features_test.parquet of `data`, checked against `head`."""
+    """features_train.parquet and features_test.parquet of `data` in memory, checked against
+    `head` (small tables and tests; the analysis stages stream with `open_splits`)."""
     splits = tuple(read_features(Path(data) / f"features_{s}.parquet", head.n_classes, head.dim)
                    for s in ("train", "test"))
     for s, f in zip(("train", "test"), splits):
-        # `pred` is the model's own argmax, and FC(features) reproduces its logits: a head of
-        # another model (same shape) agrees on ~1/C of the rows; AMP may flip a few near-ties
-        agree = float((head.logits(f.x).argmax(1) == f.preds).mean())
-        if agree < 0.9:
-            raise FclensError(f"{Path(data) / f'features_{s}.parquet'}: the stored predictions "
-                              f"(pred) match this FC head's argmax on {agree:.0%} of rows; "
-                              f"expected ~100%: the features and the FC weights come from "
-                              f"different models")
+        _check_head(Path(data) / f"features_{s}.parquet", f, head)
     return splits
+
+
+def batch_rows_for(dim: int) -> int:
+    """Rows per streamed batch: about 64 MB of float32 features, whatever D (CIFAR's 64-wide
+    splits arrive in one batch; ImageNet's 2,048-wide in batches of 8,192 rows)."""
+    return max(1024, BATCH_ELEMENTS // max(dim, 1))
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """A features Parquet file as a re-iterable source of `Features` batches (bounded memory).
+
+    Every analysis takes such a source: anything that yields `Features` batches each time it is
+    iterated (a list `[features]` is the in-memory case). Iterating re-reads the file."""
+
+    path: Path
+    n_classes: int
+    dim: int
+    batch_rows: int = 0  # 0: batch_rows_for(dim)
+
+    def __iter__(self) -> Iterator[Features]:
+        return iter_features(self.path, self.n_classes, self.dim,
+                             self.batch_rows or batch_rows_for(self.dim))
+
+    def __len__(self) -> int:
+        return _open(Path(self.path), FEATURES).metadata.num_rows
+
+    def columns(self, columns: tuple[str, ...]) -> Iterator[Features]:
+        """Batches of only `columns` (e.g. ("label", "pred"): x is (B, 0))."""
+        return iter_features(self.path, self.n_classes, self.dim,
+                             self.batch_rows or batch_rows_for(self.dim), columns)
+
+
+def first_rows(batches: Iterable[Features], quota: np.ndarray) -> tuple[np.ndarray, Features]:
+    """Image picking in bounded memory: of each (class c, correct?) group, its first
+    quota[c, 0 if correct else 1] rows, streamed from `batches` (label and pred are enough),
+    stopping once every quota is met. Returns their row indices (M,) ascending and their rows
+    (x empty), so a picker that takes the first rows of such groups gives the same images on
+    these as on the whole split."""
+    taken = np.zeros_like(quota, dtype=np.int64)  # (C, 2)
+    rows, labels, preds, start = [], [], [], 0
+    for f in batches:
+        group = f.labels * 2 + (f.preds != f.labels)  # (B,) flat (class, wrong) index
+        # rank of each row within its group, counting the rows already taken before the batch
+        order = np.argsort(group, kind="stable")
+        gs = group[order]
+        first = np.r_[0, np.flatnonzero(gs[1:] != gs[:-1]) + 1]
+        rank = np.empty(len(gs), np.int64)
+        rank[order] = np.arange(len(gs)) - np.repeat(first, np.diff(np.r_[first, len(gs)]))
+        keep = rank + taken.ravel()[group] < quota.ravel()[group]
+        rows.append(start + np.flatnonzero(keep))
+        labels.append(f.labels[keep])
+        preds.append(f.preds[keep])
+        taken.ravel()[:] += np.bincount(group[keep], minlength=taken.size)
+        start += len(f.labels)
+        if (taken >= quota).all():
+            break
+    lab = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    return (np.concatenate(rows) if rows else np.zeros(0, np.int64),
+            Features(np.zeros((len(lab), 0), np.float32), lab,
+                     np.concatenate(preds) if preds else np.zeros(0, np.int64)))
+
+
+def open_splits(data: str | Path, head: Head, batch_rows: int = 0
+                ) -> tuple[FeatureTable | Features, FeatureTable | Features]:
+    """features_{train,test}.parquet of `data` as sources of batches, checked against `head` on
+    their first batch (as `read_splits` does on all rows). A split that fits in one batch is
+    read once and kept (the analyses pass over test many times); a larger one is streamed."""
+    out = []
+    for s in ("train", "test"):
+        t = FeatureTable(Path(data) / f"features_{s}.parquet", head.n_classes, head.dim,
+                         batch_rows)
+        first = next(iter(t))
+        _check_head(t.path, first, head)
+        out.append(first if len(first.labels) == len(t) else t)
+    return out[0], out[1]
+
+
+def _check_head(path: Path, f: Features, head: Head) -> None:
+    # `pred` is the model's own argmax, and FC(features) reproduces its logits: a head of
+    # another model (same shape) agrees on ~1/C of the rows; AMP may flip a few near-ties
+    agree = float((head.logits(f.x).argmax(1) == f.preds).mean())
+    if agree < 0.9:
+        raise FclensError(f"{path}: the stored predictions (pred) match this FC head's argmax "
+                          f"on {agree:.0%} of rows; expected ~100%: the features and the FC "
+                          f"weights come from different models")
 
 
 def write_trees(out: str | Path, nodes: pd.DataFrame, terms: pd.DataFrame, n_classes: int) -> None:
