@@ -29,7 +29,10 @@ bench: venv
 	$(PY) benchmarks/bench_ald.py
 	$(PY) benchmarks/bench_decompose.py
 
+bench-scale: venv  # ~20 min, ~8 GB of temporary disk (see --max-rows)
+	$(PY) benchmarks/bench_scale.py
+
 second-machine: venv  # after `make repro`, on a committed workspace
 	$(PY) benchmarks/second_machine.py
 
-.PHONY: venv repro test lint test-slow bench second-machine
+.PHONY: venv repro test lint test-slow bench bench-scale second-machine

@@ -10,6 +10,11 @@ what was found: no pyarrow, KeyError or IndexError traceback reaches a user.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +30,9 @@ from .io import atomic_path
 
 SCHEMA_VERSION = 2  # 1: the unversioned tables of fclens <= 0.1
 _META_TABLE, _META_VERSION = b"fclens.table", b"fclens.schema_version"
+_META_PART = b"fclens.part"  # FeatureParts: what computed the part (JSON)
 BATCH_ELEMENTS = 1 << 24  # floats per streamed feature batch (64 MB)
+_log = logging.getLogger(__name__)
 VEC = "vector"  # placeholder type: fixed_size_list<float32>[D], D checked per file
 
 
@@ -155,7 +162,9 @@ def _open(path: Path, spec: Spec) -> pq.ParquetFile:
     if path.is_dir():
         raise FclensError(f"{path}: is a directory; expected a {spec.name} Parquet file")
     try:
-        f = pq.ParquetFile(path, page_checksum_verification=True)
+        # pre_buffer=False: pyarrow's default pre-buffering reads ahead the whole file (an
+        # iter_batches pass over 150k x 2,048 held ~1 GB), which would break bounded memory
+        f = pq.ParquetFile(path, page_checksum_verification=True, pre_buffer=False)
     except (pa.ArrowException, OSError) as e:
         raise FclensError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e}); it is "
                           f"truncated or corrupted: delete it and rerun `dvc repro`") from e
@@ -286,6 +295,13 @@ def features_dim(path: str | Path) -> int:
     return vector_dim(path, FEATURES)
 
 
+def _feature_rows(schema: pa.Schema, index: np.ndarray, label: np.ndarray, pred: np.ndarray,
+                  logit_true: np.ndarray, features: np.ndarray) -> pa.Table:
+    return pa.table([pa.array(index.astype(np.int64)), pa.array(label.astype(np.int16)),
+                     pa.array(pred.astype(np.int16)), pa.array(logit_true.astype(np.float32)),
+                     _vector_array(features)], schema=schema)
+
+
 class FeatureWriter:
     """Streams feature rows to Parquet in row groups; the file appears only when the writer
     closes cleanly (the whole write is one `atomic_path`)."""
@@ -312,9 +328,7 @@ class FeatureWriter:
 
     def write(self, index: np.ndarray, label: np.ndarray, pred: np.ndarray,
               logit_true: np.ndarray, features: np.ndarray) -> None:
-        t = pa.table([pa.array(index.astype(np.int64)), pa.array(label.astype(np.int16)),
-                      pa.array(pred.astype(np.int16)), pa.array(logit_true.astype(np.float32)),
-                      _vector_array(features)], schema=self.schema)
+        t = _feature_rows(self.schema, index, label, pred, logit_true, features)
         _check_rows(t, FEATURES, f"{self.path} (rows {int(index[0])}..{int(index[-1])})",
                     self.n_classes)
         self._buf.extend(t.to_batches())
@@ -335,6 +349,121 @@ class FeatureWriter:
         finally:
             self._writer.close()
         return self._atomic.__exit__(exc_type, exc, tb)
+
+
+class FeatureParts:
+    """A features table built in resumable pieces.
+
+    Each complete row group lands as a part file `rows-<start>-<stop>.parquet`, written to a
+    temp name and renamed whole, in the hidden sibling directory `.<name>.parts/`, beside a
+    `fingerprint.json` of what determines the rows (weights, dataset file, the extract settings
+    that change features). DVC deletes a stage's outs before rerunning it and `atomic_path`
+    sweeps stale `.<name>.*.tmp` files; this directory is neither, so a killed run leaves it to
+    the next one. `open` returns the rows already done, after discarding parts of another
+    fingerprint and anything after a gap or an unreadable part; `merge` writes the final table
+    from the parts (one `FeatureWriter`, so it appears atomically and is the same file an
+    uninterrupted run writes); `remove` deletes the directory.
+    """
+
+    def __init__(self, path: str | Path, fingerprint: dict, dim: int, n_classes: int) -> None:
+        self.path, self.dim, self.n_classes = Path(path), dim, n_classes
+        self.dir = self.path.with_name(f".{self.path.name}.parts")
+        self.fingerprint = json.loads(json.dumps(fingerprint))  # what reading it back gives
+        self.schema = FEATURES.schema(dim)
+        self.done = 0
+        self._parts: list[tuple[Path, dict]] = []  # (file, its meta), in row order
+
+    @property
+    def metas(self) -> list[dict]:
+        """The `meta` dict of each part, in row order."""
+        return [m for _, m in self._parts]
+
+    def open(self) -> int:
+        """Rows 0..done-1 are in complete parts of this fingerprint; returns done."""
+        fp = self.dir / "fingerprint.json"
+        try:
+            old = json.loads(fp.read_text()) if fp.exists() else None
+        except (OSError, ValueError):
+            old = "unreadable"
+        if old != self.fingerprint:
+            if old is not None:
+                differ = (sorted(k for k in {**old, **self.fingerprint}
+                                 if old.get(k) != self.fingerprint.get(k))
+                          if isinstance(old, dict) else [old])
+                _log.info("%s: discarding parts made with another configuration (%s differ)",
+                          self.dir, ", ".join(differ))
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir(parents=True)
+            self._write_atomic(fp, lambda tmp: tmp.write_text(
+                json.dumps(self.fingerprint, indent=1, sort_keys=True)))
+        for stale in self.dir.glob(".*.tmp"):  # a killed writer's
+            stale.unlink(missing_ok=True)
+        files = sorted(self.dir.glob("rows-*-*.parquet"))
+        for i, f in enumerate(files):
+            start, stop = (int(x) for x in f.stem.split("-")[1:])
+            meta = self._part_meta(f, stop - start) if start == self.done else None
+            if meta is None:  # a gap or a damaged part: everything from here is redone
+                _log.info("%s: discarding %d parts from row %d (%s)", self.dir, len(files) - i,
+                          self.done, "gap" if start != self.done else f"{f.name} unreadable")
+                for g in files[i:]:
+                    g.unlink(missing_ok=True)
+                break
+            self._parts.append((f, meta))
+            self.done = stop
+        return self.done
+
+    def _part_meta(self, f: Path, rows: int) -> dict | None:
+        try:
+            pf = pq.ParquetFile(f)
+            meta = json.loads(pf.schema_arrow.metadata[_META_PART])
+        except (pa.ArrowException, OSError, KeyError, TypeError, ValueError):
+            return None
+        if pf.metadata.num_rows != rows or pf.schema_arrow.remove_metadata() != self.schema:
+            return None
+        return meta
+
+    def write(self, index: np.ndarray, label: np.ndarray, pred: np.ndarray,
+              logit_true: np.ndarray, features: np.ndarray, meta: dict) -> None:
+        """Rows done..done+len(index)-1 as one part; `meta` (JSON) travels with it."""
+        stop = self.done + len(index)
+        if not np.array_equal(index, np.arange(self.done, stop)):
+            raise FclensError(f"{self.dir}: rows {int(index[0])}..{int(index[-1])} given for "
+                              f"part {self.done}..{stop - 1}; expected consecutive indices")
+        t = _feature_rows(self.schema, index, label, pred, logit_true, features)
+        _check_rows(t, FEATURES, f"{self.path} (rows {self.done}..{stop - 1})", self.n_classes)
+        t = t.replace_schema_metadata({_META_TABLE: b"features",
+                                       _META_VERSION: str(SCHEMA_VERSION).encode(),
+                                       _META_PART: json.dumps(meta).encode()})
+        f = self.dir / f"rows-{self.done:012d}-{stop:012d}.parquet"
+        self._write_atomic(f, lambda tmp: pq.write_table(t, tmp, write_page_checksum=True))
+        self._parts.append((f, meta))
+        self.done = stop
+
+    def _write_atomic(self, path: Path, write) -> None:
+        # not io.atomic_path: inside a stage's atomic_group that would hold the rename until
+        # the stage ends, and progress must be on disk as soon as a part is complete
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.dir)
+        os.close(fd)
+        try:
+            write(Path(name))
+            os.replace(name, path)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+
+    def merge(self, n_rows: int, row_group_size: int) -> None:
+        """The final table at `path` from all parts, which must cover rows 0..n_rows-1."""
+        if self.done != n_rows:
+            raise FclensError(f"{self.dir}: parts hold rows 0..{self.done - 1}; expected "
+                              f"0..{n_rows - 1}")
+        with FeatureWriter(self.path, self.dim, self.n_classes, row_group_size) as w:
+            for f, _ in self._parts:
+                t = read(f, FEATURES, self.n_classes, self.dim)  # checksums, finite, classes
+                w.write(t["index"].to_numpy(), t["label"].to_numpy(), t["pred"].to_numpy(),
+                        t["logit_true"].to_numpy(), _vectors(t["features"]))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def write_influential(path: str | Path, infl: Influential) -> None:

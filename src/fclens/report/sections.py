@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FclensError
-from . import banding, exemplars, faithfulness
+from . import banding, exemplars, faithfulness, sparsify
 from .fmt import figure, num, pct, slug, table
 
 # "Decomposing the Deep", ResNet20 on lossless CIFAR-10, standard-normal noise on the features
@@ -66,13 +66,15 @@ class Inputs:
     photo_models: Sequence[str] = ()  # explain.photo_models
     depth_models: Sequence[str] = ()  # depth_study.models
     finetune_models: Sequence[str] = ()  # finetune.models
+    sparsify_models: Sequence[str] = ()  # sparsify.models
 
     @classmethod
     def from_params(cls, root: str | Path, p) -> Inputs:
         """The model lists of a params.yaml (`fclens.params.Params`)."""
         return cls(Path(root), list(p.models), {m: s.arch for m, s in p.models.items()},
                    dict(p.feature_models), list(p.explain.photo_models),
-                   list(p.depth_study.models), list(p.finetune.models))
+                   list(p.depth_study.models), list(p.finetune.models),
+                   list(p.sparsify.models))
 
     def json(self, rel: str) -> Doc:
         path = self.root / rel
@@ -411,6 +413,9 @@ def section_timing(inp: Inputs) -> list[str]:
     for m in inp.models:
         t = inp.json(f"{TIMING_DIR}/fit_ald@{m}.json")
         rows.append([f"fit_ald@{m}", f"{num(t['fit_seconds'])} s for all classes and families"])
+    for m in inp.sparsify_models:
+        t = inp.json(f"{TIMING_DIR}/sparsify@{m}.json")
+        rows.append([f"sparsify@{m}", f"{num(t['seconds'], '.0f')} s for all methods"])
     for stage, names in (("explain_dataset", list(inp.feature_models)),
                          ("explain_photos", list(inp.photo_models))):
         for m in names:
@@ -447,7 +452,22 @@ def section_bench(inp: Inputs) -> list[str]:
         rows += [[f"`{f.name}`", k, num(v)] for k, v in b.items()
                  if isinstance(v, int | float) and not isinstance(v, bool)]
     return ([f"`make bench` (`{BENCH_DIR}/`), one run on one machine; see the project README "
-             f"for what each figure measures.", ""] + table(["file", "figure", "value"], rows))
+             f"for what each figure measures.", ""] + table(["file", "figure", "value"], rows)
+            + _scale_table(inp))
+
+
+def _scale_table(inp: Inputs) -> list[str]:
+    """benchmarks/bench_scale.py: the streamed analyses' cost at each table size."""
+    if not (inp.root / BENCH_DIR / "scale.json").exists():
+        return []
+    s = inp.json(f"{BENCH_DIR}/scale.json")
+    rows = [[f"{n:,}", num(r, ".0f"), num(t, ".1f"), num(spm, ".0f")] for n, r, t, spm in
+            zip(s["n_rows"], s["peak_rss_mb"], s["seconds"], s["seconds_per_million_rows"])]
+    return ["", f"Streamed analyses (Algorithm 1, decomposed accuracy, one ablation) on "
+            f"synthetic tables of D = {s['dim']:,}, C = {s['n_classes']:,} "
+            f"(`benchmarks/bench_scale.py`): peak memory is set by the batch "
+            f"({s['batch_rows']:,} rows), not by N.", ""] + table(
+        ["rows", "peak RSS (MB)", "seconds", "seconds per million rows"], rows)
 
 
 SECTIONS: list[tuple[str, Callable[[Inputs], list[str]]]] = [
@@ -460,6 +480,7 @@ SECTIONS: list[tuple[str, Callable[[Inputs], list[str]]]] = [
     ("Ablations", section_ablations),
     ("Depth study", section_depth),
     ("k1 x k2 grid", section_k_grid),
+    ("Sparse heads", sparsify.section_sparsify),
     ("Visual explanations", section_explanations),
     ("Dataset exemplars", exemplars.section_exemplars),
     ("Faithfulness and sanity of the maps", faithfulness.section_faithfulness),
