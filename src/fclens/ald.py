@@ -37,7 +37,8 @@ AIC_TIE_REL = 1e-6
 # statuses of an ALD fit
 OK, BOUNDARY_RIGHT, BOUNDARY_LEFT = "ok", "boundary_exp_right", "boundary_exp_left"
 CONSTANT, TOO_FEW, NONFINITE = "constant", "too_few", "nonfinite"
-DEGENERATE = (CONSTANT, TOO_FEW, NONFINITE)
+TIES = "ties"  # compare_families only: >= 2 weights at one value (e.g. 0), > MAX_TIE_FRAC of them
+DEGENERATE = (CONSTANT, TOO_FEW, NONFINITE, TIES)
 
 # per-row Newton: stop when the predicted gain g^T (-H)^-1 g / 2 is below NEWTON_TOL nats (the
 # step before it, quadratically convergent, left the loglik ~1e-9 nats or less from its maximum)
@@ -45,6 +46,11 @@ NEWTON_TOL = 1e-10
 NEWTON_MAXITER = 100
 # Student-t df in [0.05, 1.6e5]; at 1.6e5 it is a Gaussian to ~1e-7 nats per weight
 LOG_NU_BOUNDS = (-3.0, 12.0)
+# With k of n weights at one value, the Student-t loglik near scale s -> 0 (loc at that value)
+# goes as ((n - k) df - k) log s: unbounded, so no t MLE exists, once k/n > df/(1 + df) at the
+# smallest df allowed. Such rows (pruned or zero-initialised heads) hold a point mass that no
+# continuous family fits, and the five-family comparison leaves them out.
+MAX_TIE_FRAC = float(np.exp(LOG_NU_BOUNDS[0]) / (1 + np.exp(LOG_NU_BOUNDS[0])))
 
 
 def _rows(x: np.ndarray, what: str = "weights") -> np.ndarray:
@@ -72,6 +78,16 @@ def row_status(x: np.ndarray) -> np.ndarray:
     const[finite] = np.ptp(x[finite], axis=1) == 0
     status[const] = CONSTANT
     return status
+
+
+def tie_count(x: np.ndarray) -> np.ndarray:
+    """Per row of x (C, D): how many weights share the most frequent exact value (1: no ties)."""
+    xs = np.sort(_rows(x), axis=1)  # (C, D)
+    c, d = xs.shape
+    new = np.ones(xs.shape, bool)
+    new[:, 1:] = xs[:, 1:] != xs[:, :-1]  # a run of equal values starts here
+    run = np.cumsum(new, axis=1) - 1 + d * np.arange(c)[:, None]  # run ids, distinct per row
+    return np.bincount(run.ravel(), minlength=c * d).reshape(c, d).max(1)
 
 
 def fit_ald(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -466,6 +482,16 @@ def _log_cdf_sf(family: str, fit: dict, xs: np.ndarray) -> tuple[np.ndarray, np.
     return lf, ls
 
 
+def ald_log_tails(x: np.ndarray, loc: np.ndarray, scale: np.ndarray, kappa: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """log P(X <= x) and log P(X >= x) of each row's fitted ALD at x (G, n), each accurate in
+    its own tail; boundary fits (kappa 0 / inf) included, NaN for a row without a fit."""
+    return _log_cdf_sf("ald", {"loc": np.asarray(loc, np.float64),
+                               "scale": np.asarray(scale, np.float64),
+                               "kappa": np.asarray(kappa, np.float64)},
+                       np.asarray(x, np.float64))
+
+
 def _cdf(family: str, fit: dict, xs: np.ndarray) -> np.ndarray:
     """Fitted cdf at xs (G, n); finite for every fit, boundary ALD fits (kappa 0 / inf) included."""
     return np.exp(_log_cdf_sf(family, fit, xs)[0])
@@ -555,6 +581,11 @@ def compare_families(w: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
     w = _rows(w)
     c, d = w.shape
     ald = fit_ald(w)
+    k = tie_count(w)  # (C,)
+    tied = ~np.isin(ald["status"].astype(str), DEGENERATE) & (k > 1) & (k > MAX_TIE_FRAC * d)
+    ald["status"][tied] = TIES
+    for k in ("loc", "scale", "kappa", "loglik", "exp_scale"):
+        ald[k][tied] = np.nan
     good = ~np.isin(ald["status"].astype(str), DEGENERATE)
     xg = w[good]  # (G, D), C-contiguous
     fits = {"ald": {k: v[good] for k, v in ald.items() if k != "status"}}

@@ -7,9 +7,12 @@ channels_last NCHW view for free.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .engines import FeaturePath, engine_for
 from .errors import FclensError
-from .tables import FeatureWriter, Head
+from .models.heads import LinearHead, linear_head
+from .tables import FeatureParts, FeatureWriter, Head
+
+log = logging.getLogger(__name__)
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -61,21 +68,17 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def fc_layer(model: nn.Module) -> nn.Linear:
-    fc = model.get_classifier()
-    if not isinstance(fc, nn.Linear):
-        raise FclensError(f"{type(model).__name__}: classifier is {type(fc).__name__}, not a "
-                          f"single nn.Linear; fclens explains linear last layers only")
-    return fc
+def fc_layer(model: nn.Module) -> LinearHead:
+    """The classifier as one linear map of the pre_logits features, whatever its timm head type
+    (nn.Linear, 1x1 conv, BN-folded, distillation pair, ...: see models/heads.py)."""
+    return linear_head(model)
 
 
 def fc_head(model: nn.Module, names: list[str]) -> Head:
     """The model's FC layer as a Head record (float32 numpy)."""
     fc = fc_layer(model)
     w = fc.weight.detach().float().cpu().numpy()  # (C, D)
-    b = (fc.bias.detach().float().cpu().numpy() if fc.bias is not None
-         else np.zeros(w.shape[0], np.float32))
-    return Head(w, b, tuple(names))
+    return Head(w, fc.bias.detach().float().cpu().numpy(), tuple(names))
 
 
 def uint8_batches(images: np.ndarray, labels: np.ndarray, batch_size: int
@@ -163,6 +166,9 @@ class ExtractResult:
     seconds: float = 0.0
     device: str = "cpu"
     feature_dim: int = 0
+    engine: str = "torch"
+    engine_max_abs_err: float = 0.0  # engine vs torch features on the first batch
+    setup_seconds: float = 0.0  # engine export + compile + check; not in `seconds`
 
     @property
     def accuracy(self) -> float:
@@ -171,6 +177,9 @@ class ExtractResult:
     @property
     def images_per_s(self) -> float:
         return self.n / self.seconds if self.seconds else float("nan")
+
+
+_RESULT_FIELDS = tuple(f.name for f in fields(ExtractResult))
 
 
 def prepare_model(model: nn.Module, cfg: ExtractConfig
@@ -190,25 +199,46 @@ def prepare_model(model: nn.Module, cfg: ExtractConfig
 def extract(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
             cfg: ExtractConfig, writer: FeatureWriter | None = None, total: int | None = None,
             desc: str = "extract") -> ExtractResult:
-    """Run the model once per batch; write features/labels/preds; check FC(features) == logits."""
+    """Run the model once per batch; write features/labels/preds; check FC(features) == logits.
+
+    On CPU, cfg.engine other than torch runs the same path exported to ONNX (engines.py),
+    checked against torch on the first batch. CUDA always runs torch: an engine there is
+    ignored with a warning, so one params.yaml serves CPU and GPU hosts (device: auto).
+    """
+    dev = resolve_device(cfg.device)
+    engine = cfg.engine if dev.type == "cpu" else "torch"
+    if engine != cfg.engine:
+        log.warning("params.yaml extract.engine: %r ignored on %s; CUDA runs torch", cfg.engine,
+                    dev)
+    if engine != "torch":  # the engine picks its own layout; export from the plain model
+        cfg = replace(cfg, channels_last=False)
     norm, inner, dev = prepare_model(model, cfg)
-    w64 = fc_layer(inner).weight.double()  # (C, D)
-    b64 = fc_layer(inner).bias.double() if fc_layer(inner).bias is not None else 0.0
+    path = FeaturePath(norm, inner)
+    fc = fc_layer(inner)
+    w64, b64 = fc.weight.double(), fc.bias.double()  # (C, D), (C,)
     amp = AMP_DTYPES[cfg.amp]
     if amp is torch.float16 and dev.type != "cuda":
         raise FclensError("params.yaml extract.amp: fp16 needs CUDA; use bf16 or none on CPU")
     pin = cfg.pin_memory and dev.type == "cuda"
-    res = ExtractResult(device=str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev))
+    res = ExtractResult(device=str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
+                        engine=engine)
+    run = None  # the engine's runner, built on the first batch (its input shape and dtype)
     offset = 0
     t0 = time.perf_counter()
     for x, y in tqdm(batches, total=total, desc=desc, mininterval=5, unit="batch"):
-        if pin:
-            x = x.pin_memory()
-        x = x.to(dev, non_blocking=True)
-        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-            fmap = inner.forward_features(norm(x))
-            feats = inner.forward_head(fmap, pre_logits=True)  # (B, D)
-            logits = inner.forward_head(fmap)  # (B, C): the model's own head path
+        if engine != "torch":
+            if run is None:
+                eng = engine_for(engine, path, x, cfg.num_threads, bf16=amp is torch.bfloat16)
+                run, res.engine_max_abs_err = eng.run, eng.max_abs_err
+                res.setup_seconds = eng.setup_seconds
+            f_np, l_np = run(np.ascontiguousarray(x.numpy()))  # (B, D), (B, C)
+            feats, logits = torch.from_numpy(f_np), torch.from_numpy(l_np)
+        else:
+            if pin:
+                x = x.pin_memory()
+            x = x.to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                feats, logits = path(x)  # (B, D), (B, C): logits from the model's own head
         feats = feats.float()
         # the stored features must reproduce the model's logits through the FC layer
         err = (feats.double() @ w64.T + b64 - logits.double()).abs().max().item()
@@ -227,9 +257,111 @@ def extract(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor
         res.feature_dim = feats.shape[1]
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    res.seconds = time.perf_counter() - t0
+    res.seconds = time.perf_counter() - t0 - res.setup_seconds
     res.n = offset
     return res
+
+
+class RowBuffer:
+    """FeatureWriter's `write`, kept in memory: the rows of one part (or one Ray batch)."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[np.ndarray, ...]] = []
+
+    def write(self, index: np.ndarray, label: np.ndarray, pred: np.ndarray,
+              logit_true: np.ndarray, features: np.ndarray) -> None:
+        self._rows.append((label, pred, logit_true, features))
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(label (N,), pred (N,), logit_true (N,), features (N, D)) in write order."""
+        return tuple(np.concatenate(c) for c in zip(*self._rows))
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 of every state-dict tensor (name, dtype, shape, bytes): the weights, exactly."""
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        h.update(f"{k} {v.dtype} {tuple(v.shape)}".encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def model_fingerprint(model: nn.Module, cfg: ExtractConfig, device_type: str) -> dict:
+    """What, besides the dataset, determines the features: parts with another fingerprint are
+    recomputed. batch_size, workers, threads and the backend only change float rounding."""
+    return {"format": 1, "model": type(model).__name__, "weights": weights_digest(model),
+            "mean": list(model.pretrained_cfg["mean"]), "std": list(model.pretrained_cfg["std"]),
+            "device": device_type, "amp": cfg.amp, "channels_last": cfg.channels_last,
+            "engine": cfg.engine}
+
+
+def split_fingerprint(path: Path, split, inputs: str) -> dict:
+    """The split file (its bytes: a folder split's index of files, not the images) and how its
+    images become model inputs (`inputs`: the preprocessing's repr)."""
+    from .io import file_digest
+
+    return {"dataset": f"{path.name} sha256:{file_digest(path)}", "rows": len(split.labels),
+            "inputs": inputs}
+
+
+def combine_results(metas: list[dict]) -> ExtractResult:
+    """One ExtractResult from the parts' (asdict of each part's): counts and times add up,
+    errors take the max, the rest (device, engine, ...) is the last part's."""
+    parts = [ExtractResult(**{k: v for k, v in m.items() if k in _RESULT_FIELDS})
+             for m in metas]
+    out = {}
+    for k in _RESULT_FIELDS:
+        vals = [getattr(p, k) for p in parts]
+        out[k] = (sum(vals) if k in ("n", "n_correct") or k.endswith("seconds") else
+                  max(vals) if k.endswith("_err") else vals[-1])
+    return ExtractResult(**out)
+
+
+class LocalBackend:
+    """extract() in this process, one call per part: each part carries its own result."""
+
+    def __init__(self, model: nn.Module, cfg: ExtractConfig) -> None:
+        self.model, self.cfg = model, cfg
+
+    def device_type(self) -> str:
+        return resolve_device(self.cfg.device).type
+
+    def compute(self, jobs: list[tuple]) -> None:
+        """For each (split, parts, desc): rows parts.done..N-1 of `split`, appended to `parts`
+        a row group at a time."""
+        for split, parts, desc in jobs:
+            self._compute(split, parts, desc)
+
+    def _compute(self, split, parts: FeatureParts, desc: str) -> None:
+        from .data import Split
+
+        cfg, start, n = self.cfg, parts.done, len(split.labels)
+        if isinstance(split, Split):
+            batches = uint8_batches(split.images[start:], split.labels[start:], cfg.batch_size)
+        else:
+            rest = replace(split, paths=split.paths[start:], labels=split.labels[start:])
+            batches = folder_batches(rest, self.model, cfg.batch_size, cfg.num_workers)
+        per_part = -(-cfg.row_group_size // cfg.batch_size)  # parts end on batch boundaries
+        it = iter(batches)
+        while parts.done < n:
+            rows = RowBuffer()
+            left = -(-(n - parts.done) // cfg.batch_size)
+            r = extract(self.model, islice(it, per_part), cfg, rows, total=min(per_part, left),
+                        desc=f"{desc} from row {parts.done}")
+            if r.n == 0:
+                raise FclensError(f"{desc}: the images ended at row {parts.done}; expected {n}")
+            parts.write(np.arange(parts.done, parts.done + r.n), *rows.columns(),
+                        meta=asdict(r))
+
+    def close(self) -> None:
+        pass
+
+
+def _ray_backend(model: nn.Module, cfg: ExtractConfig):
+    from .extract_ray import RayBackend  # Ray only for those who ask for it
+
+    return RayBackend(model, cfg)
 
 
 def extract_splits(model: nn.Module, data: str | Path, out: str | Path, cfg: ExtractConfig,
@@ -237,29 +369,54 @@ def extract_splits(model: nn.Module, data: str | Path, out: str | Path, cfg: Ext
     """Features of data/{train,test}.npz -> out/features_{split}.parquet.
 
     Returns (metrics, timing). The dataset's classes must be the model's classes.
+    cfg.backend: local (this process) or ray (extract_ray.py). Either way the rows land a row
+    group at a time in resumable parts (tables.FeatureParts): a killed run's successor starts
+    at the last complete part, and the final tables are the parts merged, then the parts go.
+    Metrics and timing add up the parts' results, so a resumed run reports what one run would.
     """
     from .data import Split, load_split
 
     data, out = Path(data), Path(out)
     n_classes = fc_layer(model).out_features
     metrics: dict = {}
-    seconds, n_total = 0.0, 0
-    for split in ("train", "test"):
-        s = load_split(data / f"{split}.npz")
-        if len(s.class_names) != n_classes:
-            raise FclensError(f"{data / f'{split}.npz'}: {len(s.class_names)} classes "
-                              f"({', '.join(s.class_names[:5])}...); model {name} has "
-                              f"{n_classes} outputs; expected the same number")
-        batches = (uint8_batches(s.images, s.labels, cfg.batch_size) if isinstance(s, Split)
-                   else folder_batches(s, model, cfg.batch_size, cfg.num_workers))
-        with FeatureWriter(out / f"features_{split}.parquet", model.num_features, n_classes,
-                           cfg.row_group_size) as w:
-            r = extract(model, batches, cfg, w, total=-(-len(s.labels) // cfg.batch_size),
-                        desc=f"{name} {split}")
+    seconds, n_total, setup = 0.0, 0, 0.0
+    backend = LocalBackend(model, cfg) if cfg.backend == "local" else _ray_backend(model, cfg)
+    jobs: list[tuple] = []  # (split name, split, its parts)
+    try:
+        fp = model_fingerprint(model, cfg, backend.device_type())
+        for split in ("train", "test"):
+            s = load_split(data / f"{split}.npz")
+            if len(s.class_names) != n_classes:
+                raise FclensError(f"{data / f'{split}.npz'}: {len(s.class_names)} classes "
+                                  f"({', '.join(s.class_names[:5])}...); model {name} has "
+                                  f"{n_classes} outputs; expected the same number")
+            inp = "uint8 arrays" if isinstance(s, Split) else repr(uint8_transform(model))
+            parts = FeatureParts(out / f"features_{split}.parquet",
+                                 {**fp, **split_fingerprint(data / f"{split}.npz", s, inp)},
+                                 model.num_features, n_classes)
+            if done := parts.open():
+                log.info("%s %s: resuming at row %d of %d", name, split, done, len(s.labels))
+            jobs.append((split, s, parts))
+        # both splits in one go: the ray backend starts its actors (and loads the model) once
+        backend.compute([(s, parts, f"{name} {split}") for split, s, parts in jobs
+                         if parts.done < len(s.labels)])
+    finally:
+        backend.close()
+    for split, s, parts in jobs:
+        parts.merge(len(s.labels), cfg.row_group_size)
+        r = combine_results(parts.metas)
         metrics.update({f"acc_{split}": r.accuracy, f"n_{split}": r.n})
         metrics["logit_max_abs_err"] = max(metrics.get("logit_max_abs_err", 0.0),
                                            r.logit_max_abs_err)
-        seconds, n_total = seconds + r.seconds, n_total + r.n
+        seconds, n_total, setup = seconds + r.seconds, n_total + r.n, setup + r.setup_seconds
+        if r.engine != "torch":
+            metrics["engine_max_abs_err"] = max(metrics.get("engine_max_abs_err", 0.0),
+                                                r.engine_max_abs_err)
+    for _, _, parts in jobs:  # only once both tables are written
+        parts.remove()
     metrics.update(feature_dim=r.feature_dim, device=r.device, batch_size=cfg.batch_size,
-                   amp=cfg.amp, channels_last=cfg.channels_last)
-    return metrics, {"images_per_s": n_total / seconds, "seconds": seconds}
+                   amp=cfg.amp, channels_last=cfg.channels_last, engine=r.engine)
+    timing = {"images_per_s": n_total / seconds, "seconds": seconds}
+    if setup:  # engine export + compile (once: later parts reuse it), outside `seconds`
+        timing["engine_setup_seconds"] = setup
+    return metrics, timing

@@ -40,7 +40,10 @@ def finetune_decomposed(model: nn.Module, images: np.ndarray, labels: np.ndarray
     dev = resolve_device(cfg.device)
     w, b, lr, batch_size = head.w, head.b, cfg.lr, cfg.batch_size
     model = model.to(dev).train()
-    fc = fc_layer(model)
+    fc = fc_layer(model).module  # the nn.Linear itself: its weights are masked in place
+    if fc is None or fc.bias is None:
+        raise FclensError(f"finetune.models: {type(model).__name__}'s classifier is "
+                          f"{fc_layer(model).kind}; fine-tuning needs an nn.Linear with a bias")
     m = torch.from_numpy(mask.astype(np.float32)).to(dev)  # (C, D)
     with torch.no_grad():
         fc.weight.copy_(torch.from_numpy(w).to(dev) * m)

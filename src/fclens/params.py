@@ -21,6 +21,7 @@ from .constants import (
     ENGINES,
     NOISE_MODES,
     OPTIMIZERS,
+    SPARSIFY_METHODS,
     TREE_MODES,
 )
 from .errors import FclensError
@@ -193,6 +194,73 @@ class Hyperplanes(_Section):
     lr: PosFloat = 0.01
 
 
+Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+
+
+class SparsifyRefit(_Section):
+    """The masked heads retrained on the fit part, as decompose retrains its head."""
+
+    epochs: NonNegInt = 10
+    lr: PosFloat = 0.001
+    batch_size: PosInt = 256
+    optimizer: Literal[OPTIMIZERS] = "adam"
+
+
+class SparsifyElasticNet(_Section):
+    """glm-saga's elastic-net path (Wong, Santurkar and Madry, ICML 2021)."""
+
+    alpha: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.99  # 1 = lasso
+    n_lambda: Annotated[int, Field(ge=2)] = 50
+    epsilon: Fraction = 0.001  # smallest lambda / largest
+    epochs: PosInt = 20  # per lambda, at most
+    lr: PosFloat = 0.1
+    batch_size: PosInt = 1024
+    max_rows: PosInt = 200_000
+
+
+class SparsifyCsg(_Section):
+    """Class-specific gates (Liang et al., ECCV 2020), head only."""
+
+    penalty_min: PosFloat = 0.0001
+    penalty_max: PosFloat = 0.3
+    n_penalties: PosInt = 32
+    epochs: PosInt = 10
+    lr: PosFloat = 0.01
+    batch_size: PosInt = 256
+    threshold: Fraction = 0.5
+
+    @model_validator(mode="after")
+    def _range(self) -> SparsifyCsg:
+        if self.penalty_min > self.penalty_max:
+            raise ValueError(f"penalty_min {self.penalty_min} exceeds penalty_max "
+                             f"{self.penalty_max}")
+        return self
+
+
+class Sparsify(_Section):
+    """Sparse heads: per-class feature sets by several methods over a k grid (fclens.sparsify)."""
+
+    models: list[str] = []
+    methods: list[Literal[SPARSIFY_METHODS]] = Field(list(SPARSIFY_METHODS), min_length=1)
+    k_grid: Annotated[list[PosInt], Field(min_length=1)] | None = None  # None: the default grid
+    n_random: PosInt = 5
+    val_fraction: Fraction = 0.1
+    refit: SparsifyRefit = SparsifyRefit()
+    elastic_net: SparsifyElasticNet = SparsifyElasticNet()
+    csg: SparsifyCsg = SparsifyCsg()
+    ald_natural_cut_p: Fraction = 0.05
+    global_fractions: list[Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]] = Field(
+        [0.5, 0.2, 0.1, 0.05, 0.02], min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Sparsify:
+        for key in ("models", "methods", "k_grid", "global_fractions"):
+            vals = getattr(self, key) or []
+            if len(set(vals)) != len(vals):
+                raise ValueError(f"{key} {vals} lists a value twice")
+        return self
+
+
 class Params(_Section):
     seed: NonNegInt
     datasets: dict[str, Dataset] = NonEmpty
@@ -210,6 +278,7 @@ class Params(_Section):
     faithfulness: Faithfulness = Faithfulness()
     banding_experiment: BandingExperiment = BandingExperiment()
     hyperplanes: Hyperplanes = Hyperplanes()
+    sparsify: Sparsify = Sparsify()
 
     @model_validator(mode="after")
     def _references(self) -> Params:
@@ -232,6 +301,7 @@ class Params(_Section):
         known("feature_models", list(self.feature_models.values()), self.datasets, "dataset")
         known("finetune.models", self.finetune.models, self.feature_models, "feature model")
         known("explain.photo_models", self.explain.photo_models, self.models, "model")
+        known("sparsify.models", self.sparsify.models, self.feature_models, "feature model")
         known("depth_study.models", self.depth_study.models, self.feature_models,
               "feature model")
         for m in self.finetune.models:

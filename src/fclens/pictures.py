@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.cluster import hierarchy
+from scipy.spatial.distance import pdist
 from sklearn.decomposition import NMF
 from torch import nn
 
@@ -64,7 +65,9 @@ def class_order(w: np.ndarray) -> np.ndarray:
     """Classes in the leaf order of an average-linkage clustering of their weight rows."""
     if len(w) < 3:
         return np.arange(len(w))
-    return hierarchy.leaves_list(hierarchy.linkage(w, method="average", metric="correlation"))
+    # a constant row (e.g. all zeros) has no correlation with anything: distance 1, not NaN
+    dist = np.nan_to_num(pdist(w, metric="correlation"), nan=1.0)
+    return hierarchy.leaves_list(hierarchy.linkage(dist, method="average"))
 
 
 def draw_pictures(model: nn.Module, head: Head, name: str, n_tiles: int, seed: int,

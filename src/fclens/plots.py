@@ -373,3 +373,59 @@ def plot_hyperplanes(x: np.ndarray, y: np.ndarray, snapshots: list, regions: np.
                  f"unit's w·x + b = 0; background: the predicted class", fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_sparsify(metrics: dict, title: str, path: str | Path) -> None:
+    """`sparsify.run`'s metrics: test accuracy against the mean features kept per class (log x),
+    one colour per method, solid without refit and dashed with it; random's band is +- 1 std
+    over seeds; ALD's natural cuts as markers (filled: no refit, hollow: refit)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, v) in enumerate(sorted(metrics["methods"].items())):
+        pts = [(n, a, r) for n, a, r in zip(v["nec"], v["acc"], v["acc_refit"]) if n is not None]
+        if not pts:
+            continue
+        nec, acc, ref = (np.array(t, float) for t in zip(*pts))
+        ax.plot(nec, acc, "-", marker=".", color=f"C{i}", label=name)
+        ax.plot(nec, ref, "--", color=f"C{i}")
+        if "acc_std" in v:
+            for mean, std in ((acc, v["acc_std"]), (ref, v["acc_refit_std"])):
+                std = np.array(std, float)
+                ax.fill_between(nec, mean - std, mean + std, color=f"C{i}", alpha=0.15, lw=0)
+    cuts = sorted((k, v) for k, v in metrics["ald_natural_cut"].items() if isinstance(v, dict))
+    for marker, (name, cut) in zip("^v", cuts):
+        if cut["mean_k"] > 0:  # a log axis has no 0
+            ax.plot([cut["mean_k"]], [cut["acc"]], marker, color="k", ms=6,
+                    label=f"ALD natural cut, {name.replace('_', '-')}")
+            ax.plot([cut["mean_k"]], [cut["acc_refit"]], marker, color="k", ms=6, mfc="none")
+    ax.axhline(metrics["dense_acc"], color="k", lw=0.8, ls=":", label="dense head")
+    ax.plot([], [], "k-", label="no refit")
+    ax.plot([], [], "k--", label="head refit")
+    ax.set_xscale("log")
+    ax.set_xlabel("features kept per class (mean)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=6, loc="lower right", ncol=2)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_global_pruning(metrics: dict, title: str, path: str | Path) -> None:
+    """`sparsify.run`'s metrics: test accuracy against the share of all FC weights kept (log x),
+    one colour per way of choosing them, solid without refit and dashed with it."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, (name, g) in enumerate(sorted(metrics["global"].items())):
+        ax.plot(g["fraction"], g["acc"], "-o", ms=3, color=f"C{i}", label=name)
+        ax.plot(g["fraction"], g["acc_refit"], "--", color=f"C{i}")
+    ax.axhline(metrics["dense_acc"], color="k", lw=0.8, ls=":", label="dense head")
+    ax.plot([], [], "k-", label="no refit")
+    ax.plot([], [], "k--", label="head refit")
+    ax.set_xscale("log")
+    fractions = sorted({f for g in metrics["global"].values() for f in g["fraction"]})
+    ax.set_xticks(fractions, [f"{f:.3g}" for f in fractions])
+    ax.minorticks_off()
+    ax.set_xlabel("share of FC weights kept")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)

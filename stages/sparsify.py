@@ -1,0 +1,24 @@
+"""Sparse heads: which features does each class need? Seven per-class selection methods over a
+k grid, without and with head refit; ALD's natural cut; global pruning of the FC matrix."""
+
+from _stage import run
+from fclens import io, plots, sparsify, tables
+
+
+def main(a, p):
+    head = tables.read_fc_weights(a.weights)
+    train, test = tables.open_splits(a.data, head)
+    ald = tables.read_frame(a.ald, tables.ALD_PARAMS, head.n_classes)
+    infl = tables.read_influential(a.influential, head.n_classes, head.dim)
+    r = sparsify.run(train, test, head, {k: ald[k].to_numpy() for k in ("loc", "scale", "kappa")},
+                     sparsify.Settings.from_section(p.sparsify, p.seed), infl, a.model)
+    io.write_json(a.metrics, r.metrics, digits=5)
+    io.write_json(a.timing, r.timing, digits=3)
+    io.write_csv(a.csv, r.rows)
+    plots.plot_sparsify(r.metrics, f"{a.model}: sparse heads", a.plot)
+    plots.plot_global_pruning(r.metrics, f"{a.model}: global pruning of the FC weights",
+                              a.global_plot)
+
+
+if __name__ == "__main__":
+    run("sparsify", main, "model data weights ald influential metrics timing plot global_plot csv")
