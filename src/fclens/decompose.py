@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +130,22 @@ class TrainConfig:
     weight_decay: float = 0.0
 
 
-def _train_matrix(train: Source, stack: contextlib.ExitStack) -> tuple[np.ndarray, np.ndarray]:
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread inside the block. Head training runs many tiny tensor ops, for which
+    a second OpenMP thread only waits: on a busy 2-core CPU each op then costs a scheduler slice
+    (~20 ms, 20x slower), and one thread also makes the results independent of the core count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_matrix(train: Source, stack: contextlib.ExitStack) -> tuple[np.ndarray, np.ndarray]:
     """(x (N, D) float32, labels (N,)) for minibatch training. One in-memory batch is used as
     is; a streamed table is copied once into a float32 memory map in a temporary directory
     ($TMPDIR), so the pages the OS keeps are a cache, not the process's own memory."""
@@ -160,14 +175,14 @@ def train_masked_heads(train: Source, head: Head, masks: np.ndarray, cfg: TrainC
 
     All K share one minibatch order (seeded by `cfg.seed`) and each has its own loss term, so
     head k ends bit-identical to training it alone. Minibatches are gathered from memory or a
-    memory map (`_train_matrix`), never a full float64 copy. Deterministic given `cfg.seed`.
+    memory map (`train_matrix`), never a full float64 copy. Deterministic given `cfg.seed`.
     """
     import torch  # here, not at the top: the other stages using this module need no torch
     import torch.nn.functional as F
 
     g = torch.Generator().manual_seed(cfg.seed)
-    with contextlib.ExitStack() as stack:
-        x, y_np = _train_matrix(train, stack)
+    with contextlib.ExitStack() as stack, one_thread():
+        x, y_np = train_matrix(train, stack)
         y = torch.from_numpy(y_np.astype(np.int64))
         m = torch.from_numpy(masks.astype(np.float32))  # (K, C, D)
         w = torch.nn.Parameter(torch.from_numpy(head.w.astype(np.float32)) * m)  # (K, C, D)

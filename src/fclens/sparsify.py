@@ -65,8 +65,10 @@ from .decompose import (
     batches,
     class_counts,
     index_mask,
+    one_thread,
     top_k_indices,
     train_masked_heads,
+    train_matrix,
 )
 from .errors import FclensError
 from .tables import Features, Head, Influential
@@ -281,21 +283,6 @@ def global_masks(scores: dict[str, np.ndarray], fractions: list[float]) -> dict[
     return out
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch on one thread inside the block. The solvers here run many tiny tensor ops, for which
-    a second OpenMP thread only waits: on a busy 2-core CPU each op then costs a scheduler slice
-    (~20 ms, 20x slower), and one thread also makes the results independent of the core count."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------- elastic net (glm-saga)
 
 @dataclass(frozen=True)
@@ -419,7 +406,7 @@ def csg_gates(fit: Source, head: Head, cfg: Csg, seed: int) -> np.ndarray:
     Each run has its own gates and its own copy of the FC layer (started from the original).
     Batches alternate: even steps the standard path (x -> FC), odd steps the gated path
     (x * G[y] -> FC, G[y] the image's own class's gates) plus penalty * mean_c sum_j G[c, j].
-    Minibatches are drawn (seeded) within each batch of the source.
+    Minibatches are drawn (seeded) from all fit rows, as in `train_masked_heads`.
     """
     import torch
     import torch.nn.functional as F
@@ -433,27 +420,26 @@ def csg_gates(fit: Source, head: Head, cfg: Csg, seed: int) -> np.ndarray:
     pen = torch.tensor(cfg.penalties, dtype=torch.float32)
     opt = torch.optim.Adam([theta, w, b], lr=cfg.lr)
     step = 0
-    with one_thread():
+    with contextlib.ExitStack() as stack, one_thread():
+        x, y_np = train_matrix(fit, stack)  # (N, D) in memory or a memory map
+        y = torch.from_numpy(y_np.astype(np.int64))
         for _ in range(cfg.epochs):
-            for f in batches(fit):
-                x = torch.from_numpy(np.ascontiguousarray(f.x, dtype=np.float32))
-                y = torch.from_numpy(f.labels.astype(np.int64))
-                perm = torch.randperm(len(y), generator=g)
-                for i in range(0, len(y), cfg.batch_size):
-                    j = perm[i:i + cfg.batch_size]
-                    xb, yb = x[j], y[j]
-                    if step % 2 == 0:  # standard path
-                        logits = torch.einsum("bd,pcd->pbc", xb, w) + b[:, None]
-                        loss = F.cross_entropy(logits.reshape(-1, c), yb.repeat(p)) * p
-                    else:  # gated path; the runs' losses are summed (independent parameters)
-                        gates = torch.sigmoid(theta)  # (P, C, D)
-                        logits = torch.einsum("pbd,pcd->pbc", xb * gates[:, yb], w) + b[:, None]
-                        loss = (F.cross_entropy(logits.reshape(-1, c), yb.repeat(p)) * p
-                                + (pen * gates.sum(2).mean(1)).sum())
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    step += 1
+            perm = torch.randperm(len(y), generator=g)
+            for i in range(0, len(y), cfg.batch_size):
+                j = perm[i:i + cfg.batch_size]
+                xb, yb = torch.from_numpy(np.asarray(x[j.numpy()], np.float32)), y[j]
+                if step % 2 == 0:  # standard path
+                    logits = torch.einsum("bd,pcd->pbc", xb, w) + b[:, None]
+                    loss = F.cross_entropy(logits.reshape(-1, c), yb.repeat(p)) * p
+                else:  # gated path; the runs' losses are summed (independent parameters)
+                    gates = torch.sigmoid(theta)  # (P, C, D)
+                    logits = torch.einsum("pbd,pcd->pbc", xb * gates[:, yb], w) + b[:, None]
+                    loss = (F.cross_entropy(logits.reshape(-1, c), yb.repeat(p)) * p
+                            + (pen * gates.sum(2).mean(1)).sum())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
     return torch.sigmoid(theta).detach().numpy()
 
 
