@@ -68,10 +68,11 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def fc_layer(model: nn.Module) -> LinearHead:
+def fc_layer(model: nn.Module, exact: bool = False) -> LinearHead:
     """The classifier as one linear map of the pre_logits features, whatever its timm head type
-    (nn.Linear, 1x1 conv, BN-folded, distillation pair, ...: see models/heads.py)."""
-    return linear_head(model)
+    (nn.Linear, 1x1 conv, BN-folded, distillation pair, ...: see models/heads.py). exact=True:
+    also the logits must be exactly that map (feature extraction checks them)."""
+    return linear_head(model, exact)
 
 
 def fc_head(model: nn.Module, names: list[str]) -> Head:
@@ -214,7 +215,7 @@ def extract(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor
         cfg = replace(cfg, channels_last=False)
     norm, inner, dev = prepare_model(model, cfg)
     path = FeaturePath(norm, inner)
-    fc = fc_layer(inner)
+    fc = fc_layer(inner, exact=True)
     w64, b64 = fc.weight.double(), fc.bias.double()  # (C, D), (C,)
     amp = AMP_DTYPES[cfg.amp]
     if amp is torch.float16 and dev.type != "cuda":

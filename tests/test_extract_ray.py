@@ -1,0 +1,143 @@
+"""The ray backend (extract_ray.py) on a local Ray: the local backend's tables, an actor killed
+mid-run changes nothing, an unreachable cluster is a clear error. One Ray for the module: it
+takes ~10 s to start."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, make_image_folder
+from fclens import extract_ray
+from fclens.data import CIFAR10_CLASSES, Split, save_split, scan_image_folder
+from fclens.errors import FclensError
+from fclens.extract import ExtractConfig, extract_splits
+from fclens.models.registry import build_model
+from fclens.models.spec import ModelSpec
+from fclens.tables import FEATURES, read
+
+CFG = ExtractConfig(batch_size=8, row_group_size=16, num_workers=0)
+RAY = ExtractConfig(batch_size=8, row_group_size=16, backend="ray", ray_actors=2)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    # logical CPUs: two model actors and a decoding task run at once (on the 2 cores here)
+    ray.init(num_cpus=3, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+def _arrays(d, n_train=45, n_test=20):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        save_split(d / f"{split}.npz", Split(rng.integers(0, 256, (n, 32, 32, 3), np.uint8),
+                                             rng.integers(0, 10, n).astype(np.int16),
+                                             CIFAR10_CLASSES))
+    return d, build_model(ModelSpec(name="t", arch="cifar_resnet8"), seed=1)
+
+
+def _folder(d):
+    root = make_image_folder(d / "images", n_train=7, n_val=3)  # 40x40 JPEGs, resized to 32
+    for split, s in scan_image_folder(root, "datasets.tiny").items():
+        save_split(d / f"{split}.npz", s)
+    return d, build_model(ModelSpec(name="t", arch="cifar_resnet8", num_classes=3), seed=1)
+
+
+def _assert_same(a, b):
+    for split in ("train", "test"):
+        ta, tb = (read(d / f"features_{split}.parquet", FEATURES) for d in (a, b))
+        for col in ("index", "label", "pred"):
+            np.testing.assert_array_equal(ta[col].to_numpy(), tb[col].to_numpy())
+        np.testing.assert_allclose(np.stack(ta["features"].to_numpy(zero_copy_only=False)),
+                                   np.stack(tb["features"].to_numpy(zero_copy_only=False)),
+                                   atol=1e-6)
+
+
+@pytest.mark.parametrize("source", [_arrays, _folder])
+def test_ray_backend_gives_the_local_tables(ray_local, tmp_path, source):
+    data, model = source(tmp_path)
+    m_local, _ = extract_splits(model, data, tmp_path / "local", CFG, "t")
+    m_ray, t_ray = extract_splits(model, data, tmp_path / "ray", RAY, "t")
+    _assert_same(tmp_path / "local", tmp_path / "ray")
+    assert {k: v for k, v in m_ray.items() if k != "logit_max_abs_err"} == \
+        {k: v for k, v in m_local.items() if k != "logit_max_abs_err"}
+    assert m_ray["logit_max_abs_err"] < 1e-4 and t_ray["images_per_s"] > 0
+    assert ray_local.is_initialized()  # a Ray it did not start is left running
+
+
+class CrashOnce(extract_ray.ModelActor):
+    """Dies (the whole actor process) on its second batch, once: a lost node, an OOM kill."""
+
+    marker = ""
+
+    def __call__(self, batch):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 2 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+        return super().__call__(batch)
+
+
+def test_resumes_local_parts_and_survives_a_killed_actor(ray_local, tmp_path, monkeypatch,
+                                                         caplog):
+    from ray import cloudpickle
+
+    from fclens import extract as ex
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/ on path
+    data, model = _arrays(tmp_path, n_train=40, n_test=8)
+    real = ex.uint8_batches
+
+    def dies_after_two(*a):  # a local run killed after two batches: rows 0..15 in one part
+        yield from list(real(*a))[:2]
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(ex, "uint8_batches", dies_after_two)
+    with pytest.raises(RuntimeError):
+        extract_splits(model, data, tmp_path / "ray", CFG, "t")
+    monkeypatch.setattr(ex, "uint8_batches", real)
+    monkeypatch.setattr(CrashOnce, "marker", str(tmp_path / "crashed"))
+    monkeypatch.setattr(extract_ray, "ModelActor", CrashOnce)
+    cfg = ExtractConfig(batch_size=8, row_group_size=16, backend="ray", ray_actors=1)
+    with caplog.at_level("INFO"):
+        extract_splits(model, data, tmp_path / "ray", cfg, "t")
+    assert "t train: resuming at row 16 of 40" in caplog.text
+    assert "t train: rows 16..31 of 40" in caplog.text
+    assert "t train: rows 0..15" not in caplog.text  # Ray computed rows 16.. only
+    assert (tmp_path / "crashed").exists()
+    extract_splits(model, data, tmp_path / "local", CFG, "t")
+    _assert_same(tmp_path / "local", tmp_path / "ray")
+
+
+@pytest.mark.parametrize("address, says", [
+    ("127.0.0.1:1", "no Ray cluster answers there"),
+    ("head-node", "expected host:port"),
+])
+def test_unreachable_address_is_a_clear_error(tmp_path, address, says):
+    pytest.importorskip("ray")
+    data, model = _arrays(tmp_path, n_train=8, n_test=8)
+    cfg = ExtractConfig(backend="ray", ray_address=address)
+    with pytest.raises(FclensError, match=f"params.yaml extract.ray_address: '{address}'.*{says}"):
+        extract_splits(model, data, tmp_path / "out", cfg, "t")
+
+
+def test_missing_ray_names_the_pip_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    data, model = _arrays(tmp_path, n_train=8, n_test=8)
+    with pytest.raises(FclensError, match=r"extract.backend: 'ray' needs Ray.*pip install "
+                                          r"\"ray\[data,client\]==2.60.0\""):
+        extract_splits(model, data, tmp_path / "out", ExtractConfig(backend="ray"), "t")
+    assert extract_ray.PIP.split()[-1].strip('"') in (ROOT / "requirements.txt").read_text().split()
+
+
+def test_an_error_raised_in_a_ray_task_keeps_its_message():
+    # Ray Data hands back a UserCodeException without its cause: the message is in the text
+    text = ("ray::MapBatches(_folder_rows)() (pid=1)\n  File \"extract.py\", line 3\n"
+            "fclens.errors.FclensError: d/train/n02/001.JPEG: cannot decode image (junk)\n\n"
+            "ray.exceptions.UserCodeException: UDF failed to process a data block.")
+    assert extract_ray._cause(RuntimeError(text)) == \
+        "d/train/n02/001.JPEG: cannot decode image (junk)"
+    assert extract_ray._cause(RuntimeError("object store full")) is None
