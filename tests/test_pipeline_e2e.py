@@ -51,6 +51,7 @@ def smoke_params(archive: Path, folder: Path) -> dict:
     p["finetune"].update(models=["cifar_resnet20"], epochs=1, batch_size=8)
     p["decompose"].update(epochs=3, k1=3, k2=3, grid={"k1": [1, 3], "k2": [1, 3]})
     p["ablate"]["n_random"] = 2
+    p["extract"].update(batch_size=4, row_group_size=4)  # several resumable parts per split
     p["ald"]["plot_classes"] = [0, 2]
     p["banding_experiment"].update(seeds=[0, 1], epochs=1, n_train=12, batch_size=4)
     p["hyperplanes"].update(n_points=40, steps=50)
@@ -237,39 +238,42 @@ def test_emulated_second_machine_gives_the_same_metrics(clean):
     assert [f for f in before if before[f] != after[f]] == []
 
 
-def test_sigkill_mid_extraction_leaves_nothing_complete(clean):
+def test_sigkill_mid_extraction_leaves_nothing_complete_and_resumes(clean):
     repo = clean
     feats = [repo / f"data/cifar_resnet20/features_{s}.parquet" for s in ("train", "test")]
+    parts = repo / "data/cifar_resnet20/.features_train.parquet.parts"
     digests = [file_digest(f) for f in feats]
     metrics_before = _metrics(repo)
     for f in feats:  # what `dvc repro` does before it runs a stage
         f.unlink()
-    kill_after_first_row_group = (
+    kill_after_two_parts = (
         "import os, runpy, signal, sys\n"
         "import fclens.tables as e\n"
-        "flush = e.FeatureWriter._flush\n"
-        "def killed(self):\n"
-        "    flush(self)\n"
-        "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "e.FeatureWriter._flush = killed\n"
+        "write = e.FeatureParts.write\n"
+        "def killed(self, *a, **k):\n"
+        "    write(self, *a, **k)\n"
+        "    if self.done >= 8:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "e.FeatureParts.write = killed\n"
         "sys.argv = ['x', '--model', 'cifar_resnet20', '--data', 'data/cifar10', '--out',\n"
         "            'data/cifar_resnet20', '--metrics', 'metrics/cifar_resnet20/extract.json',\n"
         "            '--timing', 'metrics/timing/extract_activations@cifar_resnet20.json']\n"
         "runpy.run_path('stages/extract_activations.py', run_name='__main__')\n")
-    r = subprocess.run([sys.executable, "-c", kill_after_first_row_group], cwd=repo,
+    r = subprocess.run([sys.executable, "-c", kill_after_two_parts], cwd=repo,
                        env={**os.environ, "PYTHONPATH": str(repo / "stages")})
-    assert r.returncode == -9  # really killed, mid-write
-    assert not any(f.exists() for f in feats)  # only a temp file may remain
-    assert list((repo / "data/cifar_resnet20").glob(".features_train.parquet.*.tmp"))
+    assert r.returncode == -9  # really killed, mid-extraction
+    assert not any(f.exists() for f in feats)  # nothing looks complete
+    assert len(list(parts.glob("rows-*.parquet"))) == 2  # rows 0..7, kept for the next run
     status = json.loads(sh("dvc status --json", repo).stdout)
     assert "extract_activations@cifar_resnet20" in status
     sh("dvc repro", repo)  # unchanged deps: DVC restores the outputs from its cache
     assert [file_digest(f) for f in feats] == digests
-    out = sh("dvc repro -f -s extract_activations@cifar_resnet20", repo).stdout  # recompute
-    assert "Running stage 'extract_activations@cifar_resnet20'" in out
-    assert [file_digest(f) for f in feats] == digests  # the same bytes
+    out = sh("dvc repro -f -s extract_activations@cifar_resnet20", repo)  # recompute
+    assert "Running stage 'extract_activations@cifar_resnet20'" in out.stdout
+    assert "resuming at row 8 of 18" in out.stdout + out.stderr
+    assert [file_digest(f) for f in feats] == digests  # the same bytes as one whole run
     assert _metrics(repo) == metrics_before
-    # the rerun cleaned the temp file the killed writer left
+    assert not parts.exists()  # merged and removed
     assert not list((repo / "data/cifar_resnet20").glob(".*.tmp"))
 
 

@@ -15,8 +15,10 @@ timm that holds for every head type, but the classifier comes in several shapes:
 - one head per branch (CrossViT mean, EfficientViM softmax-weighted sum), the features being the
   branches' pooled tokens concatenated: W is the heads' weights side by side, scaled.
 
-Anything else raises FclensError naming the model and the classifier type. Rather than guess,
-the lists below are exactly the forward_head code read in timm 1.0.
+Anything else raises FclensError naming the model and the classifier type, rather than guess.
+VOLO's classifier is read, but its logits add a non-linear term, so feature extraction refuses
+it. The lists below come from reading timm 1.0's forward_head code; benchmarks/zoo_sweep.py
+checks them on one model of every timm family.
 """
 
 from __future__ import annotations
