@@ -7,7 +7,7 @@ from fclens.models.registry import build_model
 
 def main(a, p):
     model = build_model(p.model(a.model), seed=p.seed)
-    p.check_feature_dim(model.num_features, a.model)  # fail before the long extraction
+    p.check_feature_dim(extract.fc_layer(model).in_features, a.model)  # before the long part
     cfg = extract.ExtractConfig(**p.extract.model_dump())
     metrics, timing = extract.extract_splits(model, a.data, a.out, cfg, a.model)
     io.write_json(a.metrics, metrics, digits=5)

@@ -24,7 +24,7 @@ from torchcam.methods import GradCAM, GradCAMpp, SmoothGradCAMpp
 from .constants import CAM_METHODS
 from .data import IMAGE_SUFFIXES
 from .errors import FclensError
-from .extract import load_uint8, normalizer, uint8_transform
+from .extract import fc_layer, load_uint8, normalizer, uint8_transform
 from .tables import FeatureTable, Head, first_rows
 from .trees import branch_node, chain_node
 
@@ -145,7 +145,7 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, cls: int) -> np.ndar
     """Zhou et al.'s CAM: sum_k W[cls, k] A_k at the map feeding the pooling. (B, h, w)"""
     with torch.inference_mode():
         fmap = model.forward_features(x)  # (B, K, h, w)
-        w = model.get_classifier().weight[cls]  # (K,)
+        w = fc_layer(model).weight[cls]  # (K,)
         return torch.einsum("bkhw,k->bhw", fmap.float(), w.float()).cpu().numpy()
 
 

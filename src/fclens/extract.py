@@ -378,7 +378,8 @@ def extract_splits(model: nn.Module, data: str | Path, out: str | Path, cfg: Ext
     from .data import Split, load_split
 
     data, out = Path(data), Path(out)
-    n_classes = fc_layer(model).out_features
+    fc = fc_layer(model)  # its input width, not model.num_features: a pre-logits layer
+    n_classes, dim = fc.out_features, fc.in_features  # (e.g. MobileNetV3's) changes it
     metrics: dict = {}
     seconds, n_total, setup = 0.0, 0, 0.0
     backend = LocalBackend(model, cfg) if cfg.backend == "local" else _ray_backend(model, cfg)
@@ -394,7 +395,7 @@ def extract_splits(model: nn.Module, data: str | Path, out: str | Path, cfg: Ext
             inp = "uint8 arrays" if isinstance(s, Split) else repr(uint8_transform(model))
             parts = FeatureParts(out / f"features_{split}.parquet",
                                  {**fp, **split_fingerprint(data / f"{split}.npz", s, inp)},
-                                 model.num_features, n_classes)
+                                 dim, n_classes)
             if done := parts.open():
                 log.info("%s %s: resuming at row %d of %d", name, split, done, len(s.labels))
             jobs.append((split, s, parts))

@@ -41,6 +41,7 @@ from torch import nn
 from .constants import CAM_METHODS
 from .errors import FclensError
 from .explain import check_spatial, class_targets, compute_cams, upsample_unit
+from .extract import fc_layer
 from .tables import Head
 
 RANDOM = "random"
@@ -348,7 +349,7 @@ def sanity_rank_corr(model: nn.Module, x: torch.Tensor, cls: np.ndarray, sets: T
         rnd = randomized(model, scope, s.seed)
         m2, c2 = m.copy(), c.copy()
         if scope == "all" and "logit" in names:
-            fc = rnd.get_classifier()
+            fc = fc_layer(rnd)  # any timm head type, as one linear map
             m2[:, names.index("logit")] = fc.weight.detach().float().cpu().numpy()[cls]
             c2[:, names.index("logit")] = fc.bias.detach().float().cpu().numpy()[cls]
         maps = raw_maps(rnd, x, m2, c2, s.method, s.batch_size, s.seed)  # (N, T, h, w)
