@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fclens.tables import FEATURES, read
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -46,3 +48,15 @@ def make_image_folder(root: Path, n_train: int = 4, n_val: int = 2, classes=("n0
 @pytest.fixture
 def jpeg_archive(tmp_path):
     return make_jpeg_archive(tmp_path / "tiny.tar.gz")
+
+
+def assert_same_tables(a, b):
+    """Two extraction output folders hold the same tables: index, label, pred equal, features
+    within 1e-6 (byte-identical files are not promised across backends)."""
+    for split in ("train", "test"):
+        ta, tb = (read(d / f"features_{split}.parquet", FEATURES) for d in (a, b))
+        for col in ("index", "label", "pred"):
+            np.testing.assert_array_equal(ta[col].to_numpy(), tb[col].to_numpy())
+        np.testing.assert_allclose(np.stack(ta["features"].to_numpy(zero_copy_only=False)),
+                                   np.stack(tb["features"].to_numpy(zero_copy_only=False)),
+                                   atol=1e-6)

@@ -8,14 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, make_image_folder
+from conftest import ROOT, assert_same_tables, make_image_folder
 from fclens import extract_ray
 from fclens.data import CIFAR10_CLASSES, Split, save_split, scan_image_folder
 from fclens.errors import FclensError
 from fclens.extract import ExtractConfig, extract_splits
 from fclens.models.registry import build_model
 from fclens.models.spec import ModelSpec
-from fclens.tables import FEATURES, read
 
 CFG = ExtractConfig(batch_size=8, row_group_size=16, num_workers=0)
 RAY = ExtractConfig(batch_size=8, row_group_size=16, backend="ray", ray_actors=2)
@@ -46,22 +45,12 @@ def _folder(d):
     return d, build_model(ModelSpec(name="t", arch="cifar_resnet8", num_classes=3), seed=1)
 
 
-def _assert_same(a, b):
-    for split in ("train", "test"):
-        ta, tb = (read(d / f"features_{split}.parquet", FEATURES) for d in (a, b))
-        for col in ("index", "label", "pred"):
-            np.testing.assert_array_equal(ta[col].to_numpy(), tb[col].to_numpy())
-        np.testing.assert_allclose(np.stack(ta["features"].to_numpy(zero_copy_only=False)),
-                                   np.stack(tb["features"].to_numpy(zero_copy_only=False)),
-                                   atol=1e-6)
-
-
 @pytest.mark.parametrize("source", [_arrays, _folder])
 def test_ray_backend_gives_the_local_tables(ray_local, tmp_path, source):
     data, model = source(tmp_path)
     m_local, _ = extract_splits(model, data, tmp_path / "local", CFG, "t")
     m_ray, t_ray = extract_splits(model, data, tmp_path / "ray", RAY, "t")
-    _assert_same(tmp_path / "local", tmp_path / "ray")
+    assert_same_tables(tmp_path / "local", tmp_path / "ray")
     assert {k: v for k, v in m_ray.items() if k != "logit_max_abs_err"} == \
         {k: v for k, v in m_local.items() if k != "logit_max_abs_err"}
     assert m_ray["logit_max_abs_err"] < 1e-4 and t_ray["images_per_s"] > 0
@@ -109,7 +98,7 @@ def test_resumes_local_parts_and_survives_a_killed_actor(ray_local, tmp_path, mo
     assert "t train: rows 0..15" not in caplog.text  # Ray computed rows 16.. only
     assert (tmp_path / "crashed").exists()
     extract_splits(model, data, tmp_path / "local", CFG, "t")
-    _assert_same(tmp_path / "local", tmp_path / "ray")
+    assert_same_tables(tmp_path / "local", tmp_path / "ray")
 
 
 @pytest.mark.parametrize("address, says", [

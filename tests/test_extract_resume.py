@@ -7,12 +7,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import assert_same_tables
 from fclens import extract as ex
 from fclens.data import CIFAR10_CLASSES, Split, save_split
 from fclens.extract import ExtractConfig, extract_splits
 from fclens.models.registry import build_model
 from fclens.models.spec import ModelSpec
-from fclens.tables import FEATURES, FeatureParts, read
+from fclens.tables import FeatureParts
 
 CFG = ExtractConfig(batch_size=8, row_group_size=16)  # parts of 2 batches
 UINT8_BATCHES = ex.uint8_batches
@@ -49,16 +50,6 @@ def _batches(monkeypatch, fail_after=None):
     return counts
 
 
-def _assert_same_tables(a, b):
-    for split in ("train", "test"):
-        ta, tb = (read(d / f"features_{split}.parquet", FEATURES) for d in (a, b))
-        for col in ("index", "label", "pred"):
-            np.testing.assert_array_equal(ta[col].to_numpy(), tb[col].to_numpy())
-        np.testing.assert_allclose(np.stack(ta["features"].to_numpy(zero_copy_only=False)),
-                                   np.stack(tb["features"].to_numpy(zero_copy_only=False)),
-                                   atol=1e-6)
-
-
 def test_killed_run_resumes_at_its_last_complete_row_group(data, tmp_path, monkeypatch, caplog):
     ref_metrics, _ = extract_splits(_model(), data, tmp_path / "ref", CFG, "t")
     out = tmp_path / "out"
@@ -75,7 +66,7 @@ def test_killed_run_resumes_at_its_last_complete_row_group(data, tmp_path, monke
         metrics, _ = extract_splits(_model(), data, out, CFG, "t")
     assert "t train: resuming at row 32 of 45" in caplog.text
     assert counts == [2, 3]  # train rows 32..44 only (an uninterrupted run reads 6 + 3)
-    _assert_same_tables(out, tmp_path / "ref")
+    assert_same_tables(out, tmp_path / "ref")
     assert metrics == ref_metrics  # counts and errors add up over the parts
     assert not parts.exists() and not (out / ".features_test.parquet.parts").exists()
     assert pq.ParquetFile(out / "features_train.parquet").metadata.num_row_groups == 3
@@ -93,7 +84,7 @@ def test_parts_of_other_weights_are_not_reused(data, tmp_path, monkeypatch, capl
     assert counts == [6, 3]  # all of train again
     monkeypatch.undo()
     extract_splits(_model(seed=2), data, tmp_path / "ref", CFG, "t")
-    _assert_same_tables(out, tmp_path / "ref")
+    assert_same_tables(out, tmp_path / "ref")
 
 
 def test_a_damaged_or_detached_part_is_redone(tmp_path):
@@ -142,4 +133,4 @@ def test_an_image_folder_resumes_too(tmp_path, monkeypatch):
     extract_splits(model, tmp_path, tmp_path / "out", cfg, "t")
     first = scan_image_folder(root, "datasets.tiny")["train"].paths
     assert rows[1] == first[8]  # the rerun read the folder from image 8 on
-    _assert_same_tables(tmp_path / "out", tmp_path / "ref")
+    assert_same_tables(tmp_path / "out", tmp_path / "ref")
