@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import NOISE_MODES
-from .decompose import Source, batches, index_mask, top_k_indices
+from .decompose import Source, accuracies, batches, index_mask, top_k_indices
 from .errors import FclensError
 from .tables import Head, Influential
 
@@ -87,17 +87,16 @@ def replace(x: np.ndarray, mask: np.ndarray, noise: Noise, rng: np.random.Genera
 
 def class_hits(test: Source, head: Head, n_classes: int,
                mask_of: Callable[[np.ndarray], np.ndarray] | None = None,
-               noise: Noise | None = None, rng: np.random.Generator | None = None,
-               w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One streamed pass over `test`: per class, (correct, images) of the head (weights `w`
-    if given) on features whose entries mask_of(labels) ((B, D) or (D,) bool) are replaced by
-    `noise` drawn from `rng`. Batches draw from `rng` in row order, so the noise (and every
-    result) is the same as one draw over the whole split."""
-    w = head.w if w is None else w
+               noise: Noise | None = None, rng: np.random.Generator | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """One streamed pass over `test`: per class, (correct, images) of the head on features
+    whose entries mask_of(labels) ((B, D) or (D,) bool) are replaced by `noise` drawn from
+    `rng`. Batches draw from `rng` in row order, so the noise (and every result) is the same as
+    one draw over the whole split."""
     hits, n = np.zeros(n_classes, np.int64), np.zeros(n_classes, np.int64)
     for f in batches(test):
         x = f.x if mask_of is None else replace(f.x, mask_of(f.labels), noise, rng)
-        ok = (x @ w.T + head.b).argmax(1) == f.labels
+        ok = head.logits(x).argmax(1) == f.labels
         hits += np.bincount(f.labels[ok], minlength=n_classes)
         n += np.bincount(f.labels, minlength=n_classes)
     return hits, n
@@ -212,7 +211,7 @@ def run_ablations(train: Source, test: Source, head: Head, infl: Influential, cf
         blk = ablation_block(test, head, m, main, 0)
         table[name] = {
             "jaccard_vs_algorithm1": float(jaccard(m, sets).mean()),
-            "acc_decomposed": _acc(class_hits(test, head, head.n_classes, w=head.w * m)),
+            "acc_decomposed": accuracies(test, [(head.w * m, head.b)])[0],
             "acc_noise_own_set_per_class": blk["acc_noise_influential_per_class"],
             "damage_per_class": blk["acc_original"] - blk["acc_noise_influential_per_class"],
             "union_size": blk["union_size"],

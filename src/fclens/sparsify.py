@@ -497,10 +497,10 @@ class Bank:
 
     def score(self, fit: Source, test: Source, cfg: TrainConfig) -> None:
         """Refit every mask on the fit part (one training), score every head on test."""
-        with one_thread():
-            self.refit_heads = train_masked_heads(fit, self.head, np.stack(self.masks), cfg)
-        acc_nr = accuracies(test, self.heads)
-        acc_rf = accuracies(test, [(h.w, h.b) for h in self.refit_heads])
+        self.refit_heads = train_masked_heads(fit, self.head, np.stack(self.masks), cfg)
+        # one pass over test scores the no-refit and the refit heads together
+        acc = accuracies(test, self.heads + [(h.w, h.b) for h in self.refit_heads])
+        acc_nr, acc_rf = acc[:len(self.heads)], acc[len(self.heads):]
         self.dense_acc = acc_nr[0]
         for p in self.points:
             p.acc, p.acc_refit = acc_nr[p.nr], acc_rf[p.rf]
