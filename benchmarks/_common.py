@@ -15,8 +15,26 @@ from fclens.params import load_params
 OUT = Path("metrics/bench")
 
 
+def _cpu() -> dict:
+    """The CPU's model name and the flags that decide which engine wins: torch and OpenVINO
+    both use AMX and AVX512 (bf16) where the CPU has them, so rates from two hosts compare only
+    when these agree."""
+    model, flags = platform.processor(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            if key.strip() == "model name":
+                model = val.strip()
+            elif key.strip() == "flags":
+                flags = set(val.split())
+    except OSError:  # not Linux: the name platform gives is all there is
+        pass
+    wanted = ("amx", "avx512_bf16", "avx512f")
+    return {"cpu_model": model, "cpu_flags": sorted(f for f in flags if f.startswith(wanted))}
+
+
 def machine() -> dict:
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), **_cpu(),
             "platform": platform.platform(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 

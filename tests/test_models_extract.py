@@ -1,10 +1,14 @@
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import timm
 import torch
 
-from conftest import SHARED
+from conftest import ROOT, SHARED
 from fclens.errors import FclensError
 from fclens.extract import ExtractConfig, extract, fc_head, uint8_batches
 from fclens.models import ModelSpec
@@ -198,3 +202,30 @@ def test_resnet20_real_accuracy_on_test_slice(tmp_path):
     idx = np.arange(0, 10000, 10)
     r = extract(m, uint8_batches(s.images[idx], s.labels[idx], 100), ExtractConfig())
     assert r.accuracy > 0.7  # ~81% on the JPEG copy; chance is 10%
+
+
+_MMAPPED_AFTER_16MB = """
+import ctypes, ctypes.util, sys
+import numpy as np
+sys.path.insert(0, "src")
+from fclens.extract import keep_freed_memory
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks "
+                "fsmblks uordblks fordblks keepcost".split()]
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.mallinfo2.restype = MallInfo2
+tuned = sys.argv[1] == "1" and keep_freed_memory()
+a = np.ones(16 << 18, np.float32)  # 16 MB
+print(int(tuned), libc.mallinfo2().hblkhd >= a.nbytes)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only (mallopt, mallinfo2)")
+def test_keep_freed_memory_serves_activations_from_the_heap():
+    # a fresh process each: glibc's default mmaps a 16 MB block (returned to the kernel on free,
+    # page faults on every batch); after keep_freed_memory() the heap serves it
+    def run(tuned: str) -> str:
+        return subprocess.run([sys.executable, "-c", _MMAPPED_AFTER_16MB, tuned], check=True,
+                              capture_output=True, text=True, cwd=ROOT).stdout.split()
+    assert run("0") == ["0", "True"]
+    assert run("1") == ["1", "False"]

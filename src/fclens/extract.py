@@ -7,6 +7,8 @@ channels_last NCHW view for free.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import time
@@ -183,10 +185,34 @@ class ExtractResult:
 _RESULT_FIELDS = tuple(f.name for f in fields(ExtractResult))
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc serve blocks up to 32 MB from its heap and keep up to 1 GB freed there.
+
+    Eager torch frees and reallocates every layer's activations (MBs at batch 64) on each
+    batch; glibc's defaults return some of them to the kernel, so each batch pays page faults,
+    and how many depends on the process's heap history. ResNet20 at batch 64 on 2 cores ran at
+    1,280-1,870 img/s over ten identical processes with the defaults and 1,960-2,160 over four
+    with both settings (either alone is no better, trim alone halves it). Only glibc has
+    mallopt: elsewhere nothing changes and this returns False.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):  # musl, macOS, Windows: no mallopt
+        return False
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
 def prepare_model(model: nn.Module, cfg: ExtractConfig
                   ) -> tuple[nn.Module, nn.Module, torch.device]:
     """(normalizer, model) on the configured device and memory format."""
     dev = resolve_device(cfg.device)
+    keep_freed_memory()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     norm = normalizer(model).to(dev)
