@@ -5,7 +5,9 @@
     keep freed activations (extract.keep_freed_memory, as the stage does);
 (c) bf16 autocast (with its feature error and accuracy change against fp32);
 (d) the extraction stage's own code path end to end (uint8 -> Parquet) with params.yaml's config;
-(e) the CPU inference engines (extract.engine: torch, openvino, onnxruntime) side by side on the
+(e) torch's forward rate over fresh processes, with glibc's malloc defaults and with
+    keep_freed_memory (the spread that made the fix worth having);
+(f) the CPU inference engines (extract.engine: torch, openvino, onnxruntime) side by side on the
     same uint8 images at params.yaml's batch size: forward rate, feature error against torch,
     and the stage path with each engine.
 Updates metrics/bench/extract.json: keys this script does not write (other benchmarks') stay.
@@ -17,6 +19,8 @@ Updates metrics/bench/extract.json: keys this script does not write (other bench
 import argparse
 import json
 import logging
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -35,6 +39,13 @@ from fclens.params import load_params
 from fclens.tables import FeatureWriter
 
 ENGINES = ("torch", "openvino", "onnxruntime")
+
+
+def normalized(model, imgs: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> the model's normalized float input (N, 3, H, W)."""
+    mean = np.array(model.pretrained_cfg["mean"], np.float32)
+    std = np.array(model.pretrained_cfg["std"], np.float32)
+    return torch.from_numpy(((imgs / np.float32(255) - mean) / std).transpose(0, 3, 1, 2).copy())
 
 
 def forward_rate(model, x: torch.Tensor, bs: int, channels_last: bool) -> float:
@@ -72,7 +83,7 @@ def best_fp32_runner(config: str, x: torch.Tensor) -> tuple[int, object]:
 
 def engine_rates(imgs: np.ndarray, x_norm: torch.Tensor, bs: int, res: dict,
                  rounds: int = 5) -> None:
-    """(e) Each engine's forward rate on the same uint8 batches and its max abs feature error vs
+    """(f) Each engine's forward rate on the same uint8 batches and its max abs feature error vs
     torch. Rates are the best of `rounds` interleaved rounds, with torch's best fp32
     configuration from the grid (on normalized NCHW `x_norm`) among them, so the speedup is a
     ratio of rates measured side by side; its denominator is the larger of torch's grid and
@@ -124,19 +135,49 @@ def engine_rates(imgs: np.ndarray, x_norm: torch.Tensor, bs: int, res: dict,
         res["engine_errors"] = failed
 
 
+def one_process_rate(n: int, keep_freed: bool) -> float:
+    """Torch's bs64 channels_last forward rate in this (fresh) process, with or without
+    keep_freed_memory: the allocator's state is per process, so each sample needs its own."""
+    if keep_freed:
+        keep_freed_memory()
+    imgs, _ = cifar_test_images(n)
+    model = build_model(spec("cifar_resnet20"))
+    return forward_rate(model, normalized(model, imgs), 64, True)
+
+
+def process_spread(n: int, processes: int) -> dict:
+    """Torch's rate over `processes` fresh processes each with glibc's defaults and with
+    keep_freed_memory, alternating so that drift of the host hits both alike."""
+    out = {"glibc_default": [], "keep_freed_memory": []}
+    for _ in range(processes):
+        for key in out:
+            cmd = [sys.executable, __file__, "--n", str(n), "--one-process", key]
+            out[key].append(float(subprocess.run(cmd, check=True, capture_output=True,
+                                                 text=True).stdout.split()[-1]))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=5000, help="CIFAR-10 test images to time")
     ap.add_argument("--out", type=Path, default=OUT / "extract.json")
+    ap.add_argument("--processes", type=int, default=4,
+                    help="fresh processes per allocator setting for torch's spread")
+    ap.add_argument("--one-process", choices=("glibc_default", "keep_freed_memory"),
+                    help=argparse.SUPPRESS)  # internal: print one process's rate
     a = ap.parse_args()
     N = a.n
+    if a.one_process:
+        print(one_process_rate(N, a.one_process == "keep_freed_memory"))
+        return
     logging.basicConfig(level=logging.INFO)
     imgs, labels = cifar_test_images(N)
-    model = build_model(spec("cifar_resnet20"))
-    mean = np.array(model.pretrained_cfg["mean"], np.float32)
-    std = np.array(model.pretrained_cfg["std"], np.float32)
-    x = torch.from_numpy(((imgs / np.float32(255) - mean) / std).transpose(0, 3, 1, 2).copy())
+    x = normalized(build_model(spec("cifar_resnet20")), imgs)
     res = {"n_images": N, "model": "cifar_resnet20", "machine": machine()}
+    # first, before this process touches the allocator: torch's spread over fresh processes
+    spread = process_spread(N, a.processes)
+    res["torch_process_img_per_s"] = spread
+    res["torch_process_spread"] = {k: [min(v), max(v)] for k, v in spread.items()}
     res["naive_img_per_s"] = forward_rate(build_model(spec("cifar_resnet20")), x, 1000, False)
     # from here on glibc keeps freed activations (as the extraction stage does): part of torch's
     # best configuration, measured after naive, which is what a plain script gets

@@ -15,7 +15,7 @@ from _common import OUT
 from fclens.io import write_json
 
 ANALYSIS = ["fit_ald", "build_trees", "select_influential", "decompose", "ablate", "k_grid",
-            "depth_study"]
+            "depth_study", "sparsify"]
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
        "ONEDNN_MAX_CPU_ISA": "AVX2"}
 

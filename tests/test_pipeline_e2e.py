@@ -225,7 +225,7 @@ def test_same_params_same_metrics(clean):
     assert json.loads(sh("dvc metrics diff --json HEAD", repo).stdout or "{}") == {}
 
 
-ANALYSIS = "fit_ald build_trees select_influential decompose ablate k_grid depth_study"
+ANALYSIS = "fit_ald build_trees select_influential decompose ablate k_grid depth_study sparsify"
 
 
 def test_emulated_second_machine_gives_the_same_metrics(clean):

@@ -193,10 +193,11 @@ def keep_freed_memory() -> bool:
 
     Eager torch frees and reallocates every layer's activations (MBs at batch 64) on each
     batch; glibc's defaults return some of them to the kernel, so each batch pays page faults,
-    and how many depends on the process's heap history. ResNet20 at batch 64 on 2 cores ran at
-    1,280-1,870 img/s over ten identical processes with the defaults and 1,960-2,160 over four
-    with both settings (either alone is no better, trim alone halves it). Only glibc has
-    mallopt: elsewhere nothing changes and this returns False.
+    and how many depends on the process's heap history. ResNet20 at batch 64 on 2 cores:
+    1,383-1,583 img/s over four fresh processes with the defaults, 2,016-2,254 with this
+    (metrics/bench/extract.json torch_process_spread). Both settings are needed: the mmap one
+    alone was no better, the trim one alone halved the rate. Only glibc has mallopt: elsewhere
+    nothing changes and this returns False.
     """
     name = ctypes.util.find_library("c")
     try:
