@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import hashlib
 import logging
 import time
@@ -55,6 +56,12 @@ class ExtractConfig:
             raise FclensError(f"params.yaml extract.amp: {self.amp!r}; allowed {list(AMP_DTYPES)}")
         if self.row_group_size < 1:
             raise FclensError("params.yaml extract.row_group_size: expected >= 1")
+
+    @property
+    def batches_per_part(self) -> int:
+        """Batches in one resumable part (a row group, rounded up: parts end on batch
+        boundaries, on every backend)."""
+        return -(-self.row_group_size // self.batch_size)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -188,6 +195,7 @@ _RESULT_FIELDS = tuple(f.name for f in fields(ExtractResult))
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
+@functools.cache  # a process-wide setting: once (extract() runs per part and per Ray batch)
 def keep_freed_memory() -> bool:
     """Let glibc serve blocks up to 32 MB from its heap and keep up to 1 GB freed there.
 
@@ -196,17 +204,15 @@ def keep_freed_memory() -> bool:
     and how many depends on the process's heap history. ResNet20 at batch 64 on 2 cores:
     1,383-1,583 img/s over four fresh processes with the defaults, 2,016-2,254 with this
     (metrics/bench/extract.json torch_process_spread). Both settings are needed: the mmap one
-    alone was no better, the trim one alone halved the rate. Only glibc has mallopt: elsewhere
-    nothing changes and this returns False.
+    alone was no better, the trim one alone halved the rate. Where mallopt is missing or
+    refuses (not glibc), nothing changes and this returns False.
     """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
-    except (OSError, AttributeError):  # musl, macOS, Windows: no mallopt
+    try:  # find_library None: CDLL(None) is this process's own symbols, its libc's among them
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError, TypeError):  # macOS, Windows: no mallopt
         return False
-    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD,
+                                                                        1 << 30))
 
 
 def prepare_model(model: nn.Module, cfg: ExtractConfig
@@ -370,7 +376,7 @@ class LocalBackend:
         else:
             rest = replace(split, paths=split.paths[start:], labels=split.labels[start:])
             batches = folder_batches(rest, self.model, cfg.batch_size, cfg.num_workers)
-        per_part = -(-cfg.row_group_size // cfg.batch_size)  # parts end on batch boundaries
+        per_part = cfg.batches_per_part
         it = iter(batches)
         while parts.done < n:
             rows = RowBuffer()

@@ -287,8 +287,7 @@ class RayBackend:
         row parts.done on; returns the time the last part was written. Rows may arrive in any
         order (a union of splits interleaves them): they wait in `buf` until their turn."""
         split, parts, desc = job
-        n, per_part = len(split.labels), -(-self.cfg.row_group_size // self.cfg.batch_size)
-        per_part *= self.cfg.batch_size  # parts end on batch boundaries, as in local runs
+        n, per_part = len(split.labels), self.cfg.batches_per_part * self.cfg.batch_size
         have = sum(len(x["index"]) for x in buf)
         if have < per_part and parts.done + have < n:  # no part can be complete yet
             return t0

@@ -69,17 +69,18 @@ def atomic_group() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, now: bool = False) -> Iterator[Path]:
     """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds.
 
     A killed or failing writer leaves the old file (or nothing), never a half-written one; the
     hidden temp files a killed writer left are removed by the next write of the same path.
-    Inside `atomic_group`, the rename waits for the group's end.
+    Inside `atomic_group`, the rename waits for the group's end, unless `now`: progress that
+    must be on disk as soon as it is complete (resumable parts) is renamed at the block's end.
     """
     path = Path(path)
     if path.is_dir():
         raise FclensError(f"{path}: is a directory; expected a file path to write")
-    with _staged(path, directory=False) as tmp:
+    with _staged(path, directory=False, grouped=not now) as tmp:
         yield tmp
 
 
@@ -94,7 +95,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _staged(path: Path, directory: bool) -> Iterator[Path]:
+def _staged(path: Path, directory: bool, grouped: bool = True) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
@@ -108,7 +109,7 @@ def _staged(path: Path, directory: bool) -> Iterator[Path]:
     except OSError as e:  # a parent that is a file, no permission, disk full, ...
         raise FclensError(f"{path}: cannot be written ({type(e).__name__}: {e.strerror}: "
                           f"{e.filename}); expected a writable path") from None
-    group = _GROUP.get()
+    group = _GROUP.get() if grouped else None
     done = False
     try:
         yield tmp

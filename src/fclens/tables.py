@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,8 +392,8 @@ class FeatureParts:
                           self.dir, ", ".join(differ))
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir.mkdir(parents=True)
-            self._write_atomic(fp, lambda tmp: tmp.write_text(
-                json.dumps(self.fingerprint, indent=1, sort_keys=True)))
+            with atomic_path(fp, now=True) as tmp:
+                tmp.write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True))
         for stale in self.dir.glob(".*.tmp"):  # a killed writer's
             stale.unlink(missing_ok=True)
         files = sorted(self.dir.glob("rows-*-*.parquet"))
@@ -435,21 +433,10 @@ class FeatureParts:
                                        _META_VERSION: str(SCHEMA_VERSION).encode(),
                                        _META_PART: json.dumps(meta).encode()})
         f = self.dir / f"rows-{self.done:012d}-{stop:012d}.parquet"
-        self._write_atomic(f, lambda tmp: pq.write_table(t, tmp, write_page_checksum=True))
+        with atomic_path(f, now=True) as tmp:  # now: on disk when complete, not at stage end
+            pq.write_table(t, tmp, write_page_checksum=True)
         self._parts.append((f, meta))
         self.done = stop
-
-    def _write_atomic(self, path: Path, write) -> None:
-        # not io.atomic_path: inside a stage's atomic_group that would hold the rename until
-        # the stage ends, and progress must be on disk as soon as a part is complete
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.dir)
-        os.close(fd)
-        try:
-            write(Path(name))
-            os.replace(name, path)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
 
     def merge(self, n_rows: int, row_group_size: int) -> None:
         """The final table at `path` from all parts, which must cover rows 0..n_rows-1."""
