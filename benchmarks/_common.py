@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fclens.params import load_params
+from fclens.core.params import load_params
 
 OUT = Path("metrics/bench")
 
@@ -50,7 +50,7 @@ def best_of(fn, repeat: int = 3) -> float:
 
 
 def cifar_test_images(n: int) -> tuple[np.ndarray, np.ndarray]:
-    from fclens.data import load_split
+    from fclens.datasets.splits import load_split
 
     s = load_split("data/cifar10/test.npz")  # from `dvc repro prepare_data`
     return s.images[:n], s.labels[:n]

@@ -10,9 +10,9 @@ import numpy as np
 from scipy import stats
 
 from _common import OUT, best_of, machine
-from fclens.ald import compare_families, fit_ald
-from fclens.io import write_json
-from fclens.tables import read_fc_weights
+from fclens.analysis.ald import compare_families, fit_ald
+from fclens.core.io import write_json
+from fclens.core.tables import read_fc_weights
 
 N_SCIPY = 20
 

@@ -6,11 +6,11 @@ import logging
 import time
 
 from _common import OUT, machine
-from fclens import tables
-from fclens.ablate import Noise, TrainStats, ablation_block
-from fclens.decompose import index_mask, influential_indices
-from fclens.io import write_json
-from fclens.params import load_params
+from fclens.analysis.ablate import Noise, TrainStats, ablation_block
+from fclens.analysis.decompose import index_mask, influential_indices
+from fclens.core import tables
+from fclens.core.io import write_json
+from fclens.core.params import load_params
 
 
 def main():

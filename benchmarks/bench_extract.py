@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 from _common import OUT, best_of, cifar_test_images, machine, spec
-from fclens.engines import FeaturePath, build_engine
-from fclens.errors import FclensError
-from fclens.extract import ExtractConfig, extract, keep_freed_memory, normalizer, uint8_batches
-from fclens.io import write_json
+from fclens.core.errors import FclensError
+from fclens.core.io import write_json
+from fclens.core.params import load_params
+from fclens.core.tables import FeatureWriter
+from fclens.extract.engines import FeaturePath, build_engine
+from fclens.extract.loop import ExtractConfig, extract, keep_freed_memory, normalizer, uint8_batches
 from fclens.models.registry import build_model
-from fclens.params import load_params
-from fclens.tables import FeatureWriter
 
 ENGINES = ("torch", "openvino", "onnxruntime")
 
@@ -232,7 +232,7 @@ def main():
         r32 = stage(cfg, n_bf, paths["fp32_sub"])
         res.update(bf16_img_per_s=r16.images_per_s, bf16_acc=r16.accuracy,
                    fp32_acc_same_images=r32.accuracy, bf16_n_images=n_bf)
-        from fclens.tables import read_features
+        from fclens.core.tables import read_features
         f32 = read_features(paths["fp32_sub"], 10, 64).x
         f16 = read_features(paths["bf16"], 10, 64).x
         res["bf16_feature_max_abs_err"] = float(np.abs(f32 - f16).max())

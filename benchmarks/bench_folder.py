@@ -33,8 +33,11 @@ import torch
 from PIL import Image
 
 from _common import OUT, machine
-from fclens.data import scan_image_folder
-from fclens.extract import (
+from fclens.core.io import write_json
+from fclens.core.params import load_params
+from fclens.core.tables import FEATURES, FeatureParts, read
+from fclens.datasets.splits import scan_image_folder
+from fclens.extract.loop import (
     ExtractConfig,
     LocalBackend,
     extract,
@@ -43,10 +46,7 @@ from fclens.extract import (
     uint8_batches,
     uint8_transform,
 )
-from fclens.io import write_json
 from fclens.models.registry import build_model
-from fclens.params import load_params
-from fclens.tables import FEATURES, FeatureParts, read
 
 MODEL = "tf_efficientnet_lite0"
 log = logging.getLogger("bench_folder")
@@ -151,7 +151,7 @@ def main():
 
         import ray
 
-        from fclens.extract_ray import RayBackend
+        from fclens.extract.ray_backend import RayBackend
 
         model = model.cpu()  # what the actors receive; each moves it to its own device
 

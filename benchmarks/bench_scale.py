@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fclens import tables
+from fclens.core import tables
 
 D, C, K = 2048, 1000, 5
 SEED = 0
@@ -65,8 +65,8 @@ def write_table(path: Path, n: int) -> None:
 
 def run_analyses(path: Path) -> dict:
     """What select_influential, decompose (no refit) and one ablation do, streamed."""
-    from fclens.ablate import Noise, TrainStats, class_hits
-    from fclens.decompose import accuracies, index_mask, influential_indices
+    from fclens.analysis.ablate import Noise, TrainStats, class_hits
+    from fclens.analysis.decompose import accuracies, index_mask, influential_indices
 
     head, _ = _head(np.random.default_rng(SEED))
     src = tables.FeatureTable(path, C, D)
@@ -146,7 +146,7 @@ def main() -> None:
         spm = res["seconds_per_million_rows"]
         res["seconds_per_million_rows_ratio"] = spm[-1] / spm[res["n_rows"].index(200_000)]
     from _common import machine
-    from fclens.io import write_json
+    from fclens.core.io import write_json
 
     res["machine"] = machine()
     write_json(a.out, res, digits=4)

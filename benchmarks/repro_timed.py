@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from fclens.io import read_json, write_json
+from fclens.core.io import read_json, write_json
 
 OUT = Path("metrics/pipeline.json")
 RUNNING = re.compile(r"^Running stage '([^']+)'")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from _common import OUT
-from fclens.io import write_json
+from fclens.core.io import write_json
 
 ANALYSIS = ["fit_ald", "build_trees", "select_influential", "decompose", "ablate", "k_grid",
             "depth_study", "sparsify"]

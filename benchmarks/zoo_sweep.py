@@ -44,10 +44,10 @@ from timm.models import _registry
 from torch import nn
 
 from _common import OUT, machine
-from fclens import ald
-from fclens.errors import FclensError
-from fclens.extract import ExtractConfig, extract, fc_head, uint8_batches
-from fclens.io import write_json
+from fclens.analysis import ald
+from fclens.core.errors import FclensError
+from fclens.core.io import write_json
+from fclens.extract.loop import ExtractConfig, extract, fc_head, uint8_batches
 from fclens.models.heads import describe, linear_head
 
 log = logging.getLogger("zoo")

@@ -4,9 +4,9 @@ import argparse
 import logging
 import sys
 
-from fclens.errors import FclensError
-from fclens.io import atomic_group
-from fclens.params import load_params
+from fclens.core.errors import FclensError
+from fclens.core.io import atomic_group
+from fclens.core.params import load_params
 
 
 def run(name: str, main, required: str, optional: str = "", builds_models: bool = False) -> None:

@@ -1,7 +1,8 @@
 """Noise ablations of influential / non-influential / random sets, and a cross-method table."""
 
 from _stage import run
-from fclens import ablate, io, tables
+from fclens.analysis import ablate
+from fclens.core import io, tables
 
 
 def main(a, p):

@@ -2,7 +2,9 @@
 trained with GAP and with the final map flattened, per seed -> banding_experiment.json."""
 
 from _stage import run
-from fclens import banding, data, io
+from fclens import data
+from fclens.analysis import banding
+from fclens.core import io
 
 
 def main(a, p):

@@ -1,7 +1,9 @@
 """Recursive mean-split trees per class -> tree_nodes.parquet, terminals.parquet, trees.json."""
 
 from _stage import run
-from fclens import io, plots, tables, trees
+from fclens.analysis import trees
+from fclens.core import io, tables
+from fclens.plots import weights
 
 
 def main(a, p):
@@ -11,7 +13,7 @@ def main(a, p):
     nodes, terms, metrics = trees.tree_frames(forest, head.w, head.names, p.trees.mode)
     tables.write_trees(a.out, nodes, terms, head.n_classes)
     io.write_json(a.metrics, {**metrics, "min_size": p.trees.min_size}, digits=4)
-    plots.plot_sorted_by_branch(head.w, forest, head.names, classes, a.plot)
+    weights.plot_sorted_by_branch(head.w, forest, head.names, classes, a.plot)
 
 
 if __name__ == "__main__":

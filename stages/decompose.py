@@ -1,7 +1,8 @@
 """Decomposed head (logit_c = x[I_c] . W[c, I_c] + b_c), without and with retraining."""
 
 from _stage import run
-from fclens import decompose, io, tables
+from fclens.analysis import decompose
+from fclens.core import io, tables
 
 
 def main(a, p):

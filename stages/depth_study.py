@@ -1,7 +1,8 @@
 """Relative accuracy and ablation damage against depth for the CIFAR ResNets."""
 
 from _stage import run
-from fclens import io, plots
+from fclens.core import io
+from fclens.plots import studies
 from fclens.report.depth import depth_study
 
 
@@ -9,7 +10,7 @@ def main(a, p):
     models = p.depth_study.models
     metrics, series = depth_study("metrics", models, {m: p.models[m].arch for m in models})
     io.write_json(a.metrics, metrics, digits=5)
-    plots.plot_depth(*series, a.plot)
+    studies.plot_depth(*series, a.plot)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ Algorithm-1 influential and terminal+ features, streamed over the training featu
 from pathlib import Path
 
 from _stage import run
-from fclens import data, exemplars, io, plots, tables, trees
+from fclens import data
+from fclens.analysis import trees
+from fclens.core import io, tables
+from fclens.explain import exemplars
+from fclens.plots import maps
 
 
 def main(a, p):
@@ -17,10 +21,10 @@ def main(a, p):
     r = exemplars.exemplars(batches, infl, top, head.n_classes, classes, split.labels, a.features)
     s, names = r.shown, [head.names[c] for c in classes]
     group = f"classes {', '.join(names)} (explain.classes)"
-    plots.plot_exemplars(exemplars.thumbnails(split, s.top_idx), s.cls, s.labels, head.names,
+    maps.plot_exemplars(exemplars.thumbnails(split, s.top_idx), s.cls, s.labels, head.names,
                          f"{a.model}: the {exemplars.N_TOP} training images of highest activation"
                          f" per feature; {group}", a.exemplars)
-    plots.plot_activation_hists(s.hist, s.hist_r, s.cls, s.labels, head.names,
+    maps.plot_activation_hists(s.hist, s.hist_r, s.cls, s.labels, head.names,
                                 f"{a.model}: activations on the class's training images vs the "
                                 f"other classes'; {group}", a.activations)
     io.write_json(a.metrics, r.metrics, digits=4)

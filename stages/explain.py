@@ -1,8 +1,11 @@
 """Grad-CAM++ / Smooth Grad-CAM++ grids of class logits and channel-set targets."""
 
 from _stage import run
-from fclens import explain, extract, io, plots, tables
+from fclens.core import io, tables
+from fclens.explain import cams as explain
+from fclens.extract import loop as extract
 from fclens.models.registry import build_model
+from fclens.plots import maps
 
 
 def main(a, p):
@@ -13,7 +16,7 @@ def main(a, p):
     nodes = tables.read_frame(a.trees, tables.TREE_NODES, head.n_classes)
     inp = explain.stage_inputs(model, head, e, dev, a.data, a.features, a.influential)
     r = explain.explain(model, head, nodes, inp, e.methods, e.n_samples, e.sigma, p.seed)
-    plots.plot_cam_grids(inp.images, r.maps, inp.rows, r.targets, a.model, a.out)
+    maps.plot_cam_grids(inp.images, r.maps, inp.rows, r.targets, a.model, a.out)
     io.write_json(a.metrics, r.metrics, digits=3)
     io.write_json(a.timing, r.timing, digits=3)
 

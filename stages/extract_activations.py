@@ -1,7 +1,8 @@
 """Penultimate features of train and test images -> data/<model>/features_{train,test}.parquet."""
 
 from _stage import run
-from fclens import extract, io
+from fclens.core import io
+from fclens.extract import loop as extract
 from fclens.models.registry import build_model
 
 

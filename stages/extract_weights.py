@@ -1,7 +1,9 @@
 """The final FC layer of a model -> data/<model>/fc_weights.parquet."""
 
 from _stage import run
-from fclens import data, extract, tables
+from fclens import data
+from fclens.core import tables
+from fclens.extract import loop as extract
 from fclens.models.registry import build_model, class_names
 
 

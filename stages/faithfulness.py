@@ -2,8 +2,11 @@
 and the weight-randomization sanity check; dataset models (--data) or photographs."""
 
 from _stage import run
-from fclens import extract, faithfulness, io, plots, tables
+from fclens.core import io, tables
+from fclens.explain import faithfulness
+from fclens.extract import loop as extract
 from fclens.models.registry import build_model
+from fclens.plots import maps
 
 
 def main(a, p):
@@ -17,7 +20,7 @@ def main(a, p):
                               faithfulness.Settings(**f.model_dump(), seed=p.seed))
     io.write_json(a.metrics, r.metrics, digits=4)
     io.write_json(a.timing, r.timing, digits=3)
-    plots.plot_faithfulness_curves(r.fractions, r.mean_curves, f"{a.model}: {f.method} maps, "
+    maps.plot_faithfulness_curves(r.fractions, r.mean_curves, f"{a.model}: {f.method} maps, "
                                    f"{r.metrics['n_images']} images", a.plot)
 
 

@@ -1,7 +1,9 @@
 """The whole network fine-tuned under the decomposed head (off by default) -> finetune.json."""
 
 from _stage import run
-from fclens import data, finetune, io, tables
+from fclens import data
+from fclens.analysis import finetune
+from fclens.core import io, tables
 from fclens.models.registry import build_model
 
 

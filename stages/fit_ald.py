@@ -3,7 +3,9 @@
 import time
 
 from _stage import run
-from fclens import ald, io, plots, tables
+from fclens.analysis import ald
+from fclens.core import io, tables
+from fclens.plots import weights
 
 
 def main(a, p):
@@ -14,7 +16,7 @@ def main(a, p):
     io.write_json(a.timing, {"fit_seconds": time.perf_counter() - t0}, digits=3)
     tables.write_ald(a.out, res, head.names)
     io.write_json(a.metrics, ald.summary(res), digits=4)
-    plots.plot_ald(head.w, res, head.names, classes, a.plots)
+    weights.plot_ald(head.w, res, head.names, classes, a.plots)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Decomposed accuracy (no retraining) over a k1 x k2 grid: heatmap, CSV series, metrics."""
 
 from _stage import run
-from fclens import decompose, io, plots, tables
+from fclens.analysis import decompose
+from fclens.core import io, tables
+from fclens.plots import studies
 
 
 def main(a, p):
@@ -10,7 +12,7 @@ def main(a, p):
     metrics, acc, rows = decompose.k_grid(*tables.open_splits(a.data, head), head, g.k1, g.k2)
     io.write_json(a.metrics, metrics, digits=5)
     io.write_csv(a.csv, rows)
-    plots.plot_k_grid(acc, g.k1, g.k2, metrics["acc_original"], a.plot)
+    studies.plot_k_grid(acc, g.k1, g.k2, metrics["acc_original"], a.plot)
 
 
 if __name__ == "__main__":

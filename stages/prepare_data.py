@@ -1,7 +1,8 @@
 """Decode a dataset archive once, or index an image folder -> data/<ds>/{train,test}.npz."""
 
 from _stage import run
-from fclens import data, io
+from fclens import data
+from fclens.core import io
 
 
 def main(a, p):

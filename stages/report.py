@@ -1,7 +1,7 @@
 """report/README.md and report/index.html from metrics/ and plots/ (never hand-edited)."""
 
 from _stage import run
-from fclens import io
+from fclens.core import io
 from fclens.report import render, sections
 
 

@@ -1,7 +1,8 @@
 """Algorithm 1 of "Decomposing the Deep": each class's k2 most frequent top-k1 features."""
 
 from _stage import run
-from fclens import decompose, tables
+from fclens.analysis import decompose
+from fclens.core import tables
 
 
 def main(a, p):

@@ -2,7 +2,9 @@
 k grid, without and with head refit; ALD's natural cut; global pruning of the FC matrix."""
 
 from _stage import run
-from fclens import io, plots, sparsify, tables
+from fclens.analysis import sparsify
+from fclens.core import io, tables
+from fclens.plots import studies
 
 
 def main(a, p):
@@ -15,8 +17,8 @@ def main(a, p):
     io.write_json(a.metrics, r.metrics, digits=5)
     io.write_json(a.timing, r.timing, digits=3)
     io.write_csv(a.csv, r.rows)
-    plots.plot_sparsify(r.metrics, f"{a.model}: sparse heads", a.plot)
-    plots.plot_global_pruning(r.metrics, f"{a.model}: global pruning of the FC weights",
+    studies.plot_sparsify(r.metrics, f"{a.model}: sparse heads", a.plot)
+    studies.plot_global_pruning(r.metrics, f"{a.model}: global pruning of the FC weights",
                               a.global_plot)
 
 

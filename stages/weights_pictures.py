@@ -1,7 +1,8 @@
 """Parameters as images: first-layer filters, weight banding (scored per layer), FC matrix."""
 
 from _stage import run
-from fclens import io, pictures, tables
+from fclens.core import io, tables
+from fclens.explain import pictures
 from fclens.models.registry import build_model
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fclens.tables import FEATURES, read
+from fclens.core.tables import FEATURES, read
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fclens.ald import (
+from fclens.analysis.ald import (
     BOUNDARY_LEFT,
     BOUNDARY_RIGHT,
     CONSTANT,
@@ -28,7 +28,7 @@ from fclens.ald import (
     r2_log_sorted_abs,
     summary,
 )
-from fclens.errors import FclensError
+from fclens.core.errors import FclensError
 
 
 @pytest.mark.parametrize("kappa,loc,scale", [(0.5, 0.2, 1.0), (1.0, 0.0, 0.3), (2.0, -1.0, 0.05)])
@@ -171,8 +171,8 @@ def test_row_fit_independent_of_the_other_rows():
 _SUMMARY_SCRIPT = """
 import sys
 import numpy as np
-from fclens.ald import compare_families, summary
-from fclens.io import write_json
+from fclens.analysis.ald import compare_families, summary
+from fclens.core.io import write_json
 rng = np.random.default_rng(2024)
 w = np.concatenate([rng.normal(size=(100, 512)), rng.standard_t(4, (100, 512)),
                     rng.laplace(size=(100, 512)) + 0.3 * rng.exponential(size=(100, 512))]) * 0.02

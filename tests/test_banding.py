@@ -9,16 +9,16 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fclens import banding, hyperplanes
-from fclens.data import FolderSplit, Split
-from fclens.errors import FclensError
-from fclens.io import write_json
+from fclens.analysis import banding, hyperplanes
+from fclens.core.errors import FclensError
+from fclens.core.io import write_json
+from fclens.core.params import Params
+from fclens.core.tables import Head
+from fclens.datasets.splits import FolderSplit, Split
+from fclens.explain.pictures import draw_pictures
 from fclens.models.cifar_resnet import CifarResNet
-from fclens.params import Params
-from fclens.pictures import draw_pictures
 from fclens.report.banding import experiment_verdict, section_banding, section_hyperplanes
 from fclens.report.sections import Inputs
-from fclens.tables import Head
 
 RNG = np.random.default_rng(0)
 
@@ -131,10 +131,10 @@ def test_draw_pictures_shows_the_most_banded_layer(tmp_path, monkeypatch):
     with torch.no_grad():  # make a middle layer the most banded, not the last one
         model.layer2[0].conv1.weight.copy_(torch.from_numpy(_rows(8, 4, 3, 3)))
     titles = []
-    import fclens.plots
+    import fclens.explain.pictures
 
-    real = fclens.plots.plot_tiles
-    monkeypatch.setattr(fclens.plots, "plot_tiles",
+    real = fclens.explain.pictures.plot_tiles
+    monkeypatch.setattr(fclens.explain.pictures, "plot_tiles",
                         lambda tiles, title, path: (titles.append(title),
                                                     real(tiles, title, path)))
     head = Head(RNG.normal(size=(5, 16)).astype(np.float32), np.zeros(5, np.float32),
@@ -205,7 +205,7 @@ def test_params_sections_have_defaults_and_refuse_repeated_seeds():
     assert Params.model_fields["hyperplanes"].default.steps >= 7
     from pydantic import ValidationError
 
-    from fclens.params import BandingExperiment
+    from fclens.core.params import BandingExperiment
 
     with pytest.raises(ValidationError, match="lists a seed twice"):
         BandingExperiment(seeds=[1, 1])

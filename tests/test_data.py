@@ -8,9 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from fclens.data import download, load_split, read_cifar_archive, resolve_archive, save_split
-from fclens.errors import FclensError
-from fclens.io import file_digest
+from fclens.core.downloads import download
+from fclens.core.errors import FclensError
+from fclens.core.io import file_digest
+from fclens.datasets.prepare import read_cifar_archive, resolve_archive
+from fclens.datasets.splits import load_split, save_split
 
 
 def test_jpeg_archive_decodes_sorted_with_alphabetical_labels(jpeg_archive):

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from conftest import ROOT
-from fclens import engines
-from fclens.errors import FclensError
-from fclens.extract import ExtractConfig, extract, uint8_batches
+from fclens.core.errors import FclensError
+from fclens.core.tables import FeatureWriter, read_features
+from fclens.extract import engines
+from fclens.extract.loop import ExtractConfig, extract, uint8_batches
 from fclens.models import ModelSpec
 from fclens.models.registry import build_model
-from fclens.tables import FeatureWriter, read_features
 
 
 def _installed(engine: str) -> bool:

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 
 from conftest import make_image_folder
-from fclens import exemplars as ex
-from fclens import plots, tables
-from fclens.data import Split, scan_image_folder
-from fclens.errors import FclensError
+from fclens.core import tables
+from fclens.core.errors import FclensError
+from fclens.core.tables import Features, Influential
+from fclens.datasets.splits import Split, scan_image_folder
+from fclens.explain import exemplars as ex
+from fclens.plots import maps
 from fclens.report.exemplars import section_exemplars
 from fclens.report.sections import Inputs
-from fclens.tables import Features, Influential
 
 
 def _write_features(path, x, y, row_group: int):
@@ -144,10 +145,10 @@ def test_all_zero_feature_histogram_and_display_bins():
     r = ex.exemplars(batches, infl, term, 2, [0], k=3)
     dead = list(r.shown.feat).index(1)
     assert r.shown.hist_r[dead] == 0 and r.shown.hist[dead, :, ex.HIST_BINS // 2].sum() == 5
-    counts, edges = plots._display_bins(r.shown.hist[dead], 0.0)
+    counts, edges = maps._display_bins(r.shown.hist[dead], 0.0)
     assert counts.sum() == 5 and len(edges) == counts.shape[1] + 1
     full = np.ones((2, ex.HIST_BINS), np.int64)  # every bin occupied: merged, nothing lost
-    counts, edges = plots._display_bins(full, 4.0)
+    counts, edges = maps._display_bins(full, 4.0)
     assert counts.sum() == full.sum() and counts.shape[1] <= 40 and edges[0] == -4
 
 
@@ -166,8 +167,8 @@ def test_image_folder_thumbnails_and_figures(tmp_path):
     arch = Split(np.zeros((12, 32, 32, 3), np.uint8), split.labels, split.class_names)
     assert ex.thumbnails(arch, r.shown.top_idx).shape[2:] == (32, 32, 3)
     names = list(split.class_names)
-    plots.plot_exemplars(thumbs, r.shown.cls, r.shown.labels, names, "t", tmp_path / "e.png")
-    plots.plot_activation_hists(r.shown.hist, r.shown.hist_r, r.shown.cls, r.shown.labels,
+    maps.plot_exemplars(thumbs, r.shown.cls, r.shown.labels, names, "t", tmp_path / "e.png")
+    maps.plot_activation_hists(r.shown.hist, r.shown.hist_r, r.shown.cls, r.shown.labels,
                                 names, "t", tmp_path / "a.png")
     assert (tmp_path / "e.png").stat().st_size > 1000 and (tmp_path / "a.png").exists()
     with pytest.raises(FclensError, match="has 12 images"):
@@ -242,7 +243,7 @@ def test_report_section(tmp_path):
     with pytest.raises(FclensError, match="metrics/m/exemplars.json: missing"):
         section_exemplars(inp)
     batches, infl, term = _hand_example(5)
-    from fclens.io import write_json
+    from fclens.core.io import write_json
 
     write_json(tmp_path / "metrics/m/exemplars.json",
                ex.exemplars(batches, infl, term, 2, [0]).metrics)

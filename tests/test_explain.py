@@ -6,11 +6,11 @@ import pytest
 import timm
 import torch
 
-from fclens.explain import class_activation_map, class_targets, compute_cams, pick_images
+from fclens.analysis.trees import build_trees
+from fclens.core.tables import Head
+from fclens.explain.cams import class_activation_map, class_targets, compute_cams, pick_images
+from fclens.explain.pictures import banding_tiles, filter_tiles, first_conv, last_spatial_conv
 from fclens.models.cifar_resnet import CifarResNet
-from fclens.pictures import banding_tiles, filter_tiles, first_conv, last_spatial_conv
-from fclens.tables import Head
-from fclens.trees import build_trees
 
 
 def _tiny():
@@ -147,7 +147,7 @@ def test_weight_pictures():
 
 
 def test_token_models_are_refused_with_a_clear_error():
-    from fclens.errors import FclensError
+    from fclens.core.errors import FclensError
 
     class Tokens(torch.nn.Module):  # a ViT-like model: forward_features gives (B, N, C)
         def forward_features(self, x):

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, assert_same_tables, make_image_folder
-from fclens import extract_ray
-from fclens.data import CIFAR10_CLASSES, Split, save_split, scan_image_folder
-from fclens.errors import FclensError
-from fclens.extract import ExtractConfig, extract_splits
+from fclens.core.constants import CIFAR10_CLASSES
+from fclens.core.errors import FclensError
+from fclens.datasets.splits import Split, save_split, scan_image_folder
+from fclens.extract import ray_backend as extract_ray
+from fclens.extract.loop import ExtractConfig, extract_splits
 from fclens.models.registry import build_model
 from fclens.models.spec import ModelSpec
 
@@ -74,7 +75,7 @@ def test_resumes_local_parts_and_survives_a_killed_actor(ray_local, tmp_path, mo
                                                          caplog):
     from ray import cloudpickle
 
-    from fclens import extract as ex
+    from fclens.extract import loop as ex
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/ on path
     data, model = _arrays(tmp_path, n_train=40, n_test=8)

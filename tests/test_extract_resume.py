@@ -8,12 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import assert_same_tables
-from fclens import extract as ex
-from fclens.data import CIFAR10_CLASSES, Split, save_split
-from fclens.extract import ExtractConfig, extract_splits
+from fclens.core.constants import CIFAR10_CLASSES
+from fclens.core.tables import FeatureParts
+from fclens.datasets.splits import Split, save_split
+from fclens.extract import loop as ex
+from fclens.extract.loop import ExtractConfig, extract_splits
 from fclens.models.registry import build_model
 from fclens.models.spec import ModelSpec
-from fclens.tables import FeatureParts
 
 CFG = ExtractConfig(batch_size=8, row_group_size=16)  # parts of 2 batches
 UINT8_BATCHES = ex.uint8_batches
@@ -107,7 +108,7 @@ def test_a_damaged_or_detached_part_is_redone(tmp_path):
 
 def test_an_image_folder_resumes_too(tmp_path, monkeypatch):
     from conftest import make_image_folder
-    from fclens.data import scan_image_folder
+    from fclens.datasets.splits import scan_image_folder
 
     root = make_image_folder(tmp_path / "images", n_train=7, n_val=2)  # 21 train images
     for split, s in scan_image_folder(root, "datasets.tiny").items():

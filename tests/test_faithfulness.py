@@ -10,11 +10,11 @@ from torch import nn
 from torchcam.methods import GradCAMpp
 from torchcam.metrics import ClassificationMetric, DeletionInsertionMetric
 
-from fclens import faithfulness as fa
-from fclens.errors import FclensError
+from fclens.analysis.trees import build_trees
+from fclens.core.errors import FclensError
+from fclens.core.tables import Head
+from fclens.explain import faithfulness as fa
 from fclens.models.cifar_resnet import CifarResNet
-from fclens.tables import Head
-from fclens.trees import build_trees
 
 
 class Region(nn.Module):

@@ -9,13 +9,13 @@ import timm
 import torch
 
 from conftest import ROOT, SHARED
-from fclens.errors import FclensError
-from fclens.extract import ExtractConfig, extract, fc_head, uint8_batches
+from fclens.core.errors import FclensError
+from fclens.core.tables import FeatureWriter, read_fc_weights, read_features, write_fc_weights
+from fclens.extract.loop import ExtractConfig, extract, fc_head, uint8_batches
 from fclens.models import ModelSpec
 from fclens.models.cifar_resnet import CifarResNet
 from fclens.models.efficientnet_lite import convert_state_dict
 from fclens.models.registry import build_model, load_strict
-from fclens.tables import FeatureWriter, read_fc_weights, read_features, write_fc_weights
 
 CKPTS = {
     20: ("cifar10_resnet20-12fca82f.th",
@@ -194,7 +194,7 @@ def test_blog_architectures_expose_a_linear_head(arch):
 @needs_shared
 @pytest.mark.slow
 def test_resnet20_real_accuracy_on_test_slice(tmp_path):
-    from fclens.data import read_cifar_archive
+    from fclens.datasets.prepare import read_cifar_archive
 
     s = read_cifar_archive(SHARED / "datasets" / "cifar10-jpeg.tar.gz")[0]["test"]
     f, sha = CKPTS[20]
@@ -208,7 +208,7 @@ _MMAPPED_AFTER_16MB = """
 import ctypes, ctypes.util, sys
 import numpy as np
 sys.path.insert(0, "src")
-from fclens.extract import keep_freed_memory
+from fclens.extract.loop import keep_freed_memory
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks "
                 "fsmblks uordblks fordblks keepcost".split()]

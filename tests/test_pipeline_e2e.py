@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_image_folder, make_jpeg_archive
-from fclens.io import file_digest
+from fclens.core.io import file_digest
 
 BIN = Path(sys.executable).parent
 
@@ -297,7 +297,7 @@ def test_truncated_cached_output_is_detected_with_a_clear_error(clean, tmp_path)
     finally:
         f.unlink()
         sh("dvc checkout -q data/cifar_resnet20/features_train.parquet", repo)
-    from fclens.tables import read_features
+    from fclens.core.tables import read_features
 
     assert len(read_features(f, 3, 64).labels) == 18  # restored from the DVC cache
     assert "features_train.parquet" not in sh("dvc status", repo).stdout

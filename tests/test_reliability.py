@@ -40,10 +40,10 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT, make_image_folder, make_jpeg_archive
-from fclens import tables
-from fclens.decompose import accuracy, influential_indices
-from fclens.errors import FclensError
-from fclens.io import file_digest, write_json
+from fclens.analysis.decompose import accuracy, influential_indices
+from fclens.core import tables
+from fclens.core.errors import FclensError
+from fclens.core.io import file_digest, write_json
 
 C, D = 3, 16  # the template model: 3 classes, 16 features
 NAMES = ("ant", "bee", "cow")
@@ -478,7 +478,8 @@ def use_archive(proj: Project, members: dict) -> None:
 
 def prepared_archive(proj: Project) -> None:
     """data/a/{train,test}.npz of the shared archive, as prepare_data writes them."""
-    from fclens.data import read_cifar_archive, save_split
+    from fclens.datasets.prepare import read_cifar_archive
+    from fclens.datasets.splits import save_split
 
     splits, _ = read_cifar_archive(proj.shared.archive)
     for s, split in splits.items():
@@ -488,8 +489,8 @@ def prepared_archive(proj: Project) -> None:
 
 def prepared_folder(proj: Project) -> None:
     """data/d/{train,test}.npz (the folder's index), as prepare_data writes them."""
-    from fclens.data import prepare
-    from fclens.params import load_params
+    from fclens.core.params import load_params
+    from fclens.datasets.prepare import prepare
 
     prepare(load_params(proj / "params.yaml").dataset("d"), "d", proj / "data/d")
 

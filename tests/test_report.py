@@ -17,8 +17,8 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT
-from fclens.errors import FclensError
-from fclens.io import write_json
+from fclens.core.errors import FclensError
+from fclens.core.io import write_json
 from fclens.report.depth import depth_rows
 from fclens.report.fmt import slug
 from fclens.report.render import render_html

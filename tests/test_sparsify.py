@@ -11,13 +11,15 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from fclens import ald, io, plots, sparsify, tables, trees
-from fclens.decompose import TrainConfig, index_mask, influential_indices, top_k_indices
-from fclens.errors import FclensError
-from fclens.params import load_params
+from fclens.analysis import ald, sparsify, trees
+from fclens.analysis.decompose import TrainConfig, index_mask, influential_indices, top_k_indices
+from fclens.core import io, tables
+from fclens.core.errors import FclensError
+from fclens.core.params import load_params
+from fclens.core.tables import Features, Head
+from fclens.plots import studies
 from fclens.report.sections import build_markdown
 from fclens.report.sparsify import section_sparsify
-from fclens.tables import Features, Head
 
 C, D = 3, 12
 SUPPORT = np.array([[0, 5], [3, 9], [7, 10]])  # class c's true features
@@ -281,8 +283,8 @@ def test_run_is_deterministic_by_seed(result):
 def _write_outputs(root: Path, model: str, r: sparsify.Result) -> None:
     io.write_json(root / f"metrics/{model}/sparsify.json", r.metrics, digits=5)
     io.write_json(root / f"metrics/timing/sparsify@{model}.json", r.timing, digits=3)
-    plots.plot_sparsify(r.metrics, model, root / f"plots/{model}/sparsify.png")
-    plots.plot_global_pruning(r.metrics, model, root / f"plots/{model}/global_pruning.png")
+    studies.plot_sparsify(r.metrics, model, root / f"plots/{model}/sparsify.png")
+    studies.plot_global_pruning(r.metrics, model, root / f"plots/{model}/global_pruning.png")
     io.write_csv(root / f"plots/{model}/sparsify.csv", r.rows)
 
 

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from fclens import tables
-from fclens.ablate import run_ablations
-from fclens.decompose import (
+from fclens.analysis.ablate import run_ablations
+from fclens.analysis.decompose import (
     TrainConfig,
     decompose,
     decomposed_accuracy_grid,
@@ -14,8 +13,9 @@ from fclens.decompose import (
     top_k_indices,
     train_masked_heads,
 )
-from fclens.explain import pick_images
-from fclens.faithfulness import pick_per_class
+from fclens.core import tables
+from fclens.explain.cams import pick_images
+from fclens.explain.faithfulness import pick_per_class
 
 C, D = 7, 40
 

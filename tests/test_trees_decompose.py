@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from fclens.ablate import Noise, TrainStats, ablation_block, jaccard, replace
-from fclens.decompose import (
+from fclens.analysis.ablate import Noise, TrainStats, ablation_block, jaccard, replace
+from fclens.analysis.decompose import (
     TrainConfig,
     check_k,
     decomposed_logits,
@@ -11,9 +11,16 @@ from fclens.decompose import (
     top_k_indices,
     train_masked_heads,
 )
-from fclens.errors import FclensError
-from fclens.tables import Features, Head
-from fclens.trees import build_trees, chain_node, chain_rank, split_tree, terminals, tree_frames
+from fclens.analysis.trees import (
+    build_trees,
+    chain_node,
+    chain_rank,
+    split_tree,
+    terminals,
+    tree_frames,
+)
+from fclens.core.errors import FclensError
+from fclens.core.tables import Features, Head
 
 
 def _feats(x, y) -> Features:
@@ -124,7 +131,7 @@ def test_top_k_indices_ties_lower_index():
 
 
 def test_accuracy_grid_matches_algorithm1_cell_by_cell():
-    from fclens.decompose import accuracy, decomposed_accuracy_grid
+    from fclens.analysis.decompose import accuracy, decomposed_accuracy_grid
 
     rng = np.random.default_rng(3)
     x = np.maximum(rng.normal(size=(300, 12)), 0).round(1)  # ties on purpose
@@ -146,7 +153,7 @@ def test_accuracy_grid_matches_algorithm1_cell_by_cell():
 def test_finetune_keeps_the_mask_and_is_deterministic():
     import torch
 
-    from fclens.finetune import FinetuneConfig, finetune_decomposed
+    from fclens.analysis.finetune import FinetuneConfig, finetune_decomposed
     from fclens.models.cifar_resnet import CifarResNet
 
     rng = np.random.default_rng(0)

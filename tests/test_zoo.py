@@ -10,12 +10,12 @@ import timm
 import torch
 from torch import nn
 
-from fclens import ald, trees
-from fclens.errors import FclensError
-from fclens.extract import ExtractConfig, extract, fc_head, uint8_batches
+from fclens.analysis import ald, trees
+from fclens.analysis.trees import chain_rank
+from fclens.core.errors import FclensError
+from fclens.explain.pictures import class_order
+from fclens.extract.loop import ExtractConfig, extract, fc_head, uint8_batches
 from fclens.models.cifar_resnet import CifarResNet
-from fclens.pictures import class_order
-from fclens.trees import chain_rank
 
 
 def _random_bn(model: nn.Module, seed: int = 0) -> None:
@@ -77,7 +77,7 @@ def test_head_is_the_linear_map_of_pre_logits(kind):
 
 def test_conv_head_weight_is_a_view_of_the_kernel():
     model = timm.create_model("resnetv2_18", num_classes=5, channels=(8, 16, 32, 64))
-    from fclens.extract import fc_layer
+    from fclens.extract.loop import fc_layer
 
     fc = fc_layer(model)
     conv = model.get_classifier()
@@ -103,7 +103,7 @@ def test_deit_distilled_pair_is_refused_by_name():
 def test_volo_weights_are_read_but_its_logits_are_refused():
     from timm.models.volo import VOLO
 
-    from fclens.extract import fc_layer
+    from fclens.extract.loop import fc_layer
 
     m = VOLO(layers=[1, 1, 1, 1], img_size=64, embed_dims=[16, 32, 32, 32],
              num_heads=[1, 2, 2, 2], num_classes=5)

@@ -1,5 +1,5 @@
 """Model entries (`spec`, torch-free) and the registry that builds them (`registry`, torch)."""
 
-from .spec import ModelSpec, check_arch
+from fclens.models.spec import ModelSpec, check_arch
 
 __all__ = ["ModelSpec", "check_arch"]

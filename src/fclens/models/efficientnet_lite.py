@@ -13,7 +13,7 @@ import re
 import torch
 from torch import nn
 
-from ..errors import FclensError
+from fclens.core.errors import FclensError
 
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
         "_fc": "classifier"}

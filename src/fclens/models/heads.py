@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import FclensError
+from fclens.core.errors import FclensError
 
 # wrappers whose forward(x, pre_logits=True) returns the input of their `.fc`
 _FC_WRAPPERS = ("ClassifierHead", "NormMlpClassifierHead", "ClNormMlpClassifierHead")

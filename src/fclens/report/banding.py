@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .fmt import figure, num, pct, table
+from fclens.report.fmt import figure, num, pct, table
 
 if TYPE_CHECKING:  # sections imports this module to list it in SECTIONS: no cycle at runtime
-    from .sections import Inputs
+    from fclens.report.sections import Inputs
 
 EXPERIMENT_JSON = "metrics/banding_experiment.json"
 HYPERPLANES_JSON = "metrics/hyperplanes.json"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import FclensError
-from ..io import read_json
-from ..models.spec import CIFAR_RESNET
+from fclens.core.errors import FclensError
+from fclens.core.io import read_json
+from fclens.models.spec import CIFAR_RESNET
 
 
 def arch_depth(model: str, arch: str) -> int:

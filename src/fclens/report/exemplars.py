@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .fmt import figure, num, table
+from fclens.report.fmt import figure, num, table
 
 if TYPE_CHECKING:  # annotation only: sections.py may import this module at its top
-    from .sections import Inputs
+    from fclens.report.sections import Inputs
 
 PLOT_DIR = "plots/exemplars"  # <m>/{exemplars,activations}.png, written by the exemplars stage
 

@@ -6,8 +6,8 @@ plots/faithfulness/<m>.png (stages faithfulness_dataset / faithfulness_photos).
 
 from __future__ import annotations
 
-from ..errors import FclensError
-from .fmt import figure, num, table
+from fclens.core.errors import FclensError
+from fclens.report.fmt import figure, num, table
 
 ORDER = ("logit", "terminal+", "terminal-", "branch+", "branch-", "influential", "random")
 

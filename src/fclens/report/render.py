@@ -11,7 +11,7 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 
-from .fmt import slug
+from fclens.report.fmt import slug
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:auto;padding:0 16px;color:#222;

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FclensError
-from . import banding, exemplars, faithfulness, sparsify
-from .fmt import figure, num, pct, slug, table
+from fclens.core.errors import FclensError
+from fclens.report import banding, exemplars, faithfulness, sparsify
+from fclens.report.fmt import figure, num, pct, slug, table
 
 # "Decomposing the Deep", ResNet20 on lossless CIFAR-10, standard-normal noise on the features
 PAPER_RESNET20 = {"acc_original": 0.9117, "acc_noise_influential": 0.4897,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .fmt import figure, num, pct, table
+from fclens.report.fmt import figure, num, pct, table
 
 if TYPE_CHECKING:
-    from .sections import Inputs
+    from fclens.report.sections import Inputs
 
 SHOWN_K = (1, 2, 5, 10, 20)  # grid columns of the table (those in the model's grid)
 

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import FclensError
+from fclens.core.errors import FclensError
 
 _TINY = 1e-12  # relative energy below which a kernel counts as constant (float rounding)
 

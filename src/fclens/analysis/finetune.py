@@ -16,10 +16,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .decompose import index_mask
-from .errors import FclensError
-from .extract import ExtractConfig, extract, fc_layer, normalizer, resolve_device, uint8_batches
-from .tables import Head, Influential
+from fclens.analysis.decompose import index_mask
+from fclens.core.errors import FclensError
+from fclens.core.tables import Head, Influential
+from fclens.extract.loop import (
+    ExtractConfig,
+    extract,
+    fc_layer,
+    normalizer,
+    resolve_device,
+    uint8_batches,
+)
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
-from .constants import CAM_METHODS
-from .errors import FclensError
-from .explain import check_spatial, class_targets, compute_cams, upsample_unit
-from .extract import fc_layer
-from .tables import Head
+from fclens.core.constants import CAM_METHODS
+from fclens.core.errors import FclensError
+from fclens.core.tables import Head
+from fclens.explain.cams import check_spatial, class_targets, compute_cams, upsample_unit
+from fclens.extract.loop import fc_layer
 
 RANDOM = "random"
 SCOPES = ("last_block", "all")
@@ -99,9 +99,9 @@ def stage_inputs(model: nn.Module, head: Head, n_per_class: int, photos, dev: to
     """
     from pathlib import Path
 
-    from .data import load_split
-    from .explain import photo_inputs, split_images
-    from .tables import FeatureTable, first_rows, read_influential
+    from fclens.core.tables import FeatureTable, first_rows, read_influential
+    from fclens.datasets.splits import load_split
+    from fclens.explain.cams import photo_inputs, split_images
 
     if not data:
         inp = photo_inputs(model, photos.photos, photos.image_folder, photos.max_folder_images,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import FclensError
+from fclens.core.errors import FclensError
 
 N_HIDDEN = 20
 N_SNAPSHOTS = 8

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .constants import TREE_MODES as MODES
-from .errors import FclensError
+from fclens.core.constants import TREE_MODES as MODES
+from fclens.core.errors import FclensError
 
 
 @dataclass

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .engines import FeaturePath, engine_for
-from .errors import FclensError
-from .models.heads import LinearHead, linear_head
-from .tables import FeatureParts, FeatureWriter, Head
+from fclens.core.errors import FclensError
+from fclens.core.tables import FeatureParts, FeatureWriter, Head
+from fclens.extract.engines import FeaturePath, engine_for
+from fclens.models.heads import LinearHead, linear_head
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ def model_fingerprint(model: nn.Module, cfg: ExtractConfig, device_type: str) ->
 def split_fingerprint(path: Path, split, inputs: str) -> dict:
     """The split file (its bytes: a folder split's index of files, not the images) and how its
     images become model inputs (`inputs`: the preprocessing's repr)."""
-    from .io import file_digest
+    from fclens.core.io import file_digest
 
     return {"dataset": f"{path.name} sha256:{file_digest(path)}", "rows": len(split.labels),
             "inputs": inputs}
@@ -368,7 +368,7 @@ class LocalBackend:
             self._compute(split, parts, desc)
 
     def _compute(self, split, parts: FeatureParts, desc: str) -> None:
-        from .data import Split
+        from fclens.datasets.splits import Split
 
         cfg, start, n = self.cfg, parts.done, len(split.labels)
         if isinstance(split, Split):
@@ -393,7 +393,7 @@ class LocalBackend:
 
 
 def _ray_backend(model: nn.Module, cfg: ExtractConfig):
-    from .extract_ray import RayBackend  # Ray only for those who ask for it
+    from fclens.extract.ray_backend import RayBackend  # Ray only for those who ask for it
 
     return RayBackend(model, cfg)
 
@@ -408,7 +408,7 @@ def extract_splits(model: nn.Module, data: str | Path, out: str | Path, cfg: Ext
     at the last complete part, and the final tables are the parts merged, then the parts go.
     Metrics and timing add up the parts' results, so a resumed run reports what one run would.
     """
-    from .data import Split, load_split
+    from fclens.datasets.splits import Split, load_split
 
     data, out = Path(data), Path(out)
     fc = fc_layer(model)  # its input width, not model.num_features: a pre-logits layer

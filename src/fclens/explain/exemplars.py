@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import FclensError
-from .tables import Features, Influential
+from fclens.core.errors import FclensError
+from fclens.core.tables import Features, Influential
 
 if TYPE_CHECKING:
-    from .data import FolderSplit, Split
+    from fclens.datasets.splits import FolderSplit, Split
 
 SOURCES = ("influential", "terminal+")
 SHORT = ("infl", "term+")  # row labels in the pictures

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FclensError
+from fclens.core.errors import FclensError
 
 _PARENT = os.getppid()  # dvc, when a stage runs under `dvc repro`
 _GROUP: contextvars.ContextVar[list | None] = contextvars.ContextVar("atomic_group", default=None)

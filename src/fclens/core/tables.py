@@ -22,9 +22,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .constants import ALD_FAMILIES
-from .errors import FclensError
-from .io import atomic_path
+from fclens.core.constants import ALD_FAMILIES
+from fclens.core.errors import FclensError
+from fclens.core.io import atomic_path
 
 SCHEMA_VERSION = 2  # 1: the unversioned tables of fclens <= 0.1
 _META_TABLE, _META_VERSION = b"fclens.table", b"fclens.schema_version"

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .constants import NOISE_MODES
-from .decompose import Source, accuracies, batches, index_mask, top_k_indices
-from .errors import FclensError
-from .tables import Head, Influential
+from fclens.analysis.decompose import Source, accuracies, batches, index_mask, top_k_indices
+from fclens.core.constants import NOISE_MODES
+from fclens.core.errors import FclensError
+from fclens.core.tables import Head, Influential
 
 
 @dataclass(frozen=True)

@@ -55,10 +55,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from . import ald, trees
-from .ablate import TrainStats, jaccard
-from .constants import GLOBAL_PRUNING, SPARSIFY_METHODS
-from .decompose import (
+from fclens.analysis import ald, trees
+from fclens.analysis.ablate import TrainStats, jaccard
+from fclens.analysis.decompose import (
     Source,
     TrainConfig,
     accuracies,
@@ -70,8 +69,9 @@ from .decompose import (
     train_masked_heads,
     train_matrix,
 )
-from .errors import FclensError
-from .tables import Features, Head, Influential
+from fclens.core.constants import GLOBAL_PRUNING, SPARSIFY_METHODS
+from fclens.core.errors import FclensError
+from fclens.core.tables import Features, Head, Influential
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchcam.methods import GradCAM, GradCAMpp, SmoothGradCAMpp
 
-from .constants import CAM_METHODS
-from .data import IMAGE_SUFFIXES
-from .errors import FclensError
-from .extract import fc_layer, load_uint8, normalizer, uint8_transform
-from .tables import FeatureTable, Head, first_rows
-from .trees import branch_node, chain_node
+from fclens.analysis.trees import branch_node, chain_node
+from fclens.core.constants import CAM_METHODS
+from fclens.core.errors import FclensError
+from fclens.core.tables import FeatureTable, Head, first_rows
+from fclens.datasets.splits import IMAGE_SUFFIXES
+from fclens.extract.loop import fc_layer, load_uint8, normalizer, uint8_transform
 
 
 class GradCAMppFixed(GradCAMpp):
@@ -271,8 +271,8 @@ def stage_inputs(model: nn.Module, head: Head, cfg, dev: torch.device, data: str
                  features: str | None, influential: str | None) -> Inputs:
     """Dataset models (`data` given): test images picked by `cfg` (params explain section);
     others: the sample photographs and `cfg.image_folder`."""
-    from .data import load_split
-    from .tables import read_influential
+    from fclens.core.tables import read_influential
+    from fclens.datasets.splits import load_split
 
     if not data:
         return photo_inputs(model, cfg.photos, cfg.image_folder, cfg.max_folder_images,

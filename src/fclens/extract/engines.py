@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import FclensError
+from fclens.core.errors import FclensError
 
 log = logging.getLogger(__name__)
 

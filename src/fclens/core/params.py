@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .constants import (
+from fclens.core.constants import (
     AMP_MODES,
     BACKENDS,
     CAM_METHODS,
@@ -24,8 +24,8 @@ from .constants import (
     SPARSIFY_METHODS,
     TREE_MODES,
 )
-from .errors import FclensError
-from .models.spec import CHECKSUM, ModelSpec, check_arch
+from fclens.core.errors import FclensError
+from fclens.models.spec import CHECKSUM, ModelSpec, check_arch
 
 PARAMS_FILE = "params.yaml"
 PosInt = Annotated[int, Field(ge=1)]

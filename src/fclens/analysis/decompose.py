@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FclensError
-from .tables import Features, FeatureTable, Head, Influential
+from fclens.core.errors import FclensError
+from fclens.core.tables import Features, FeatureTable, Head, Influential
 
 
 def check_k(k1: int, k2: int, dim: int, where: str = "params.yaml decompose") -> None:
@@ -255,7 +255,7 @@ def decompose_logged(train: Source, test: Source, head: Head, infl: Influential,
     """`decompose` with DVCLive curves per retraining epoch, written atomically to live_dir."""
     from dvclive import Live
 
-    from .io import atomic_dir
+    from fclens.core.io import atomic_dir
 
     with atomic_dir(live_dir) as tmp, Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None,
                                           report=None) as live:

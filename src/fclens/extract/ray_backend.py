@@ -29,9 +29,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import FclensError
-from .extract import ExtractConfig, ExtractResult, RowBuffer, extract, load_uint8, uint8_transform
-from .tables import FeatureParts
+from fclens.core.errors import FclensError
+from fclens.core.tables import FeatureParts
+from fclens.extract.loop import (
+    ExtractConfig,
+    ExtractResult,
+    RowBuffer,
+    extract,
+    load_uint8,
+    uint8_transform,
+)
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +229,7 @@ class RayBackend:
         """For each (split, parts, desc): rows parts.done..N-1 of `split`, appended to `parts`
         a row group at a time. Splits whose images have one shape share one pipeline (one
         actor pool, the model loaded once per actor)."""
-        from .data import Split
+        from fclens.datasets.splits import Split
 
         def shape(job: tuple) -> tuple:
             split = job[0]
@@ -232,7 +239,7 @@ class RayBackend:
             self._run(list(group))
 
     def _run(self, jobs: list[tuple]) -> None:
-        from .data import Split
+        from fclens.datasets.splits import Split
 
         ray, cfg = self._connect(), self.cfg
         ctx = ray.data.DataContext.get_current()

@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
-from .constants import ALD_FAMILIES as FAMILIES
-from .errors import FclensError
+from fclens.core.constants import ALD_FAMILIES as FAMILIES
+from fclens.core.errors import FclensError
 
 N_PARAMS = {"ald": 3, "gaussian": 2, "laplace": 2, "student_t": 3, "logistic": 2}
 # AIC differences below AIC_TIE_REL * n (n = weights per row) are ties: a loglik is a sum of n

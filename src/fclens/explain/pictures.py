@@ -11,10 +11,12 @@ from scipy.spatial.distance import pdist
 from sklearn.decomposition import NMF
 from torch import nn
 
-from .banding import model_banding
-from .errors import FclensError
-from .tables import Head
-from .trees import chain_rank
+from fclens.analysis.banding import model_banding
+from fclens.analysis.trees import chain_rank
+from fclens.core.errors import FclensError
+from fclens.core.tables import Head
+from fclens.plots.base import plot_tiles
+from fclens.plots.weights import plot_banding_by_depth, plot_fc_matrix
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
@@ -78,7 +80,6 @@ def draw_pictures(model: nn.Module, head: Head, name: str, n_tiles: int, seed: i
     weight_banding.png shows the spatial conv with the highest horizontal banding score, which
     need not be the last one."""
     out = Path(out)
-    from .plots import plot_banding_by_depth, plot_fc_matrix, plot_tiles
 
     w1 = first_conv(model).weight.detach().float().numpy()[:n_tiles]  # (O, 3, kh, kw)
     plot_tiles(filter_tiles(w1), f"{name}: first-layer filters (grey = 0)",

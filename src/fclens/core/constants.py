@@ -15,3 +15,5 @@ SPARSIFY_METHODS = ("algorithm1", "top_signed_weight", "top_abs_weight", "top_co
 GLOBAL_PRUNING = ("magnitude", "ald_tail", "contribution")
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
                  "smooth_gradcampp": "Smooth Grad-CAM++"}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                   "truck")
