@@ -17,7 +17,7 @@ def main():
     logging.basicConfig(level=logging.INFO)
     p = load_params()
     head = tables.read_fc_weights("data/cifar_resnet20/fc_weights.parquet")
-    train, test = tables.read_splits("data/cifar_resnet20", head)
+    train, test = tables.open_splits("data/cifar_resnet20", head)
     k1, k2 = p.decompose.k1, p.decompose.k2
     t0 = time.perf_counter()
     infl = influential_indices(train, head.n_classes, k1, k2)

@@ -32,10 +32,12 @@ import torch
 from _common import OUT, best_of, cifar_test_images, machine, spec
 from fclens.core.errors import FclensError
 from fclens.core.io import write_json
-from fclens.core.params import load_params
-from fclens.core.tables import FeatureWriter
-from fclens.extract.engines import FeaturePath, build_engine
-from fclens.extract.loop import ExtractConfig, extract, keep_freed_memory, normalizer, uint8_batches
+from fclens.core.params import Extract, load_params
+from fclens.extract.engines import build_engine
+from fclens.extract.loop import extract, keep_freed_memory
+from fclens.extract.parts import FeatureWriter
+from fclens.models.heads import FeaturePath
+from fclens.models.inputs import normalizer, uint8_batches
 from fclens.models.registry import build_model
 
 ENGINES = ("torch", "openvino", "onnxruntime")
@@ -198,14 +200,14 @@ def main():
     best = max(grid, key=grid.get)
     res.update(fp32_grid_img_per_s=grid, best_fp32_config=best, best_fp32_img_per_s=grid[best])
 
-    cfg = ExtractConfig(**load_params().extract.model_dump())
+    cfg = Extract(**load_params().extract.model_dump())
     engine_rates(imgs, x, cfg.batch_size, res)
-    bf = ExtractConfig(**{**cfg.__dict__, "amp": "bf16"})
+    bf = Extract(**{**cfg.__dict__, "amp": "bf16"})
     n_bf = N // 5  # bf16 is slow on CPUs without native bf16; its error needs few images
     with tempfile.TemporaryDirectory() as d:
         paths = {name: Path(d) / f"{name}.parquet" for name in ("fp32", "bf16", "fp32_sub")}
 
-        def stage(c: ExtractConfig, n: int, path: Path | None):
+        def stage(c: Extract, n: int, path: Path | None):
             model = build_model(spec("cifar_resnet20"))
             batches = uint8_batches(imgs[:n], labels[:n], c.batch_size)
             if path is None:

@@ -34,18 +34,13 @@ from PIL import Image
 
 from _common import OUT, machine
 from fclens.core.io import write_json
-from fclens.core.params import load_params
-from fclens.core.tables import FEATURES, FeatureParts, read
+from fclens.core.params import Extract, load_params
+from fclens.core.tables import FEATURES, read
 from fclens.datasets.splits import scan_image_folder
-from fclens.extract.loop import (
-    ExtractConfig,
-    LocalBackend,
-    extract,
-    folder_batches,
-    load_uint8,
-    uint8_batches,
-    uint8_transform,
-)
+from fclens.extract.local import LocalBackend, folder_batches
+from fclens.extract.loop import extract
+from fclens.extract.parts import FeatureParts
+from fclens.models.inputs import load_uint8, uint8_batches, uint8_transform
 from fclens.models.registry import build_model
 
 MODEL = "tf_efficientnet_lite0"
@@ -84,7 +79,7 @@ def timed(fn, phase: str | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def run_backend(backend, split, out: Path, cfg: ExtractConfig, n_classes: int, dim: int,
+def run_backend(backend, split, out: Path, cfg: Extract, n_classes: int, dim: int,
                 phase: str) -> float:
     """Seconds to extract `split` into out (parts, merged), from the backend's start on."""
     parts = FeatureParts(out, {"bench": str(out)}, dim, n_classes)
@@ -113,7 +108,7 @@ def main():
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     p = load_params()
-    cfg = replace(ExtractConfig(**p.extract.model_dump()), device=a.device,
+    cfg = replace(Extract(**p.extract.model_dump()), device=a.device,
                   amp=a.amp or p.extract.amp, engine="torch")
     model = build_model(p.model(MODEL))
     n_classes, dim = model.get_classifier().out_features, model.num_features

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fclens.core import tables
+from fclens.extract.parts import FeatureWriter
 
 D, C, K = 2048, 1000, 5
 SEED = 0
@@ -53,7 +54,7 @@ def write_table(path: Path, n: int) -> None:
     rng = np.random.default_rng(SEED)
     _, centers = _head(rng)
     chunk = tables.batch_rows_for(D)
-    with tables.FeatureWriter(path, D, C, row_group_size=10_000) as w:
+    with FeatureWriter(path, D, C, row_group_size=10_000) as w:
         for i in range(0, n, chunk):
             m = min(chunk, n - i)
             y = rng.integers(0, C, m)

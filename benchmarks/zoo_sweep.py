@@ -47,8 +47,10 @@ from _common import OUT, machine
 from fclens.analysis import ald
 from fclens.core.errors import FclensError
 from fclens.core.io import write_json
-from fclens.extract.loop import ExtractConfig, extract, fc_head, uint8_batches
+from fclens.core.params import Extract
+from fclens.extract.loop import extract
 from fclens.models.heads import describe, linear_head
+from fclens.models.inputs import uint8_batches
 
 log = logging.getLogger("zoo")
 N_IMAGES = 8
@@ -141,14 +143,14 @@ def check_model(name: str, seed: int = 0) -> dict:
         model = timm.create_model(name, pretrained=False).eval()
     redrawn = randomize_head(model, torch.Generator().manual_seed(seed))
     fc = linear_head(model)
-    head = fc_head(model, [str(i) for i in range(fc.out_features)])  # (C, D)
+    head = linear_head(model).to_head([str(i) for i in range(fc.out_features)])  # (C, D)
     _, h, w = model.pretrained_cfg["input_size"]
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (N_IMAGES, h, w, 3), dtype=np.uint8)
     labels = rng.integers(0, fc.out_features, N_IMAGES)
     cap = _Capture()
     r = extract(model, uint8_batches(images, labels, N_IMAGES),
-                ExtractConfig(batch_size=N_IMAGES, num_threads=1), cap, desc=name)
+                Extract(batch_size=N_IMAGES, num_threads=1), cap, desc=name)
     feats = np.concatenate(cap.feats)  # (N, D)
     scale = np.abs(feats @ head.w.astype(np.float64).T + head.b).max()
     rel = r.logit_max_abs_err / max(scale, 1e-12)

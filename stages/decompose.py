@@ -9,10 +9,8 @@ def main(a, p):
     head = tables.read_fc_weights(a.weights)
     train, test = tables.open_splits(a.data, head)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
-    d = p.decompose
-    metrics = decompose.decompose_logged(train, test, head, infl, decompose.TrainConfig(
-        d.epochs, d.lr, d.batch_size, p.seed, d.optimizer), a.live)
-    io.write_json(a.metrics, {**metrics, "k1": d.k1}, digits=5)
+    metrics = decompose.decompose_logged(train, test, head, infl, p.decompose, p.seed, a.live)
+    io.write_json(a.metrics, {**metrics, "k1": p.decompose.k1}, digits=5)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,13 @@
 from _stage import run
 from fclens.core import io, tables
 from fclens.explain import cams as explain
-from fclens.extract import loop as extract
+from fclens.models.inputs import resolve_device
 from fclens.models.registry import build_model
 from fclens.plots import maps
 
 
 def main(a, p):
-    e, dev = p.explain, extract.resolve_device(p.extract.device)
+    e, dev = p.explain, resolve_device(p.extract.device)
     model = build_model(p.model(a.model), p.seed).to(dev)
     head = tables.read_fc_weights(a.weights)
     a.data and p.class_indices("explain.classes", head.n_classes, a.weights)  # dataset models

@@ -2,15 +2,13 @@
 
 from _stage import run
 from fclens.core import io
-from fclens.extract import loop as extract
+from fclens.extract.backend import extract_splits
 from fclens.models.registry import build_model
 
 
 def main(a, p):
     model = build_model(p.model(a.model), seed=p.seed)
-    p.check_feature_dim(extract.fc_layer(model).in_features, a.model)  # before the long part
-    cfg = extract.ExtractConfig(**p.extract.model_dump())
-    metrics, timing = extract.extract_splits(model, a.data, a.out, cfg, a.model)
+    metrics, timing = extract_splits(model, a.data, a.out, p.extract, a.model)
     io.write_json(a.metrics, metrics, digits=5)
     io.write_json(a.timing, timing, digits=4)
 

@@ -4,20 +4,20 @@ and the weight-randomization sanity check; dataset models (--data) or photograph
 from _stage import run
 from fclens.core import io, tables
 from fclens.explain import faithfulness
-from fclens.extract import loop as extract
+from fclens.models.inputs import resolve_device
 from fclens.models.registry import build_model
 from fclens.plots import maps
 
 
 def main(a, p):
-    f, dev = p.faithfulness, extract.resolve_device(p.extract.device)
+    f, dev = p.faithfulness, resolve_device(p.extract.device)
     model = build_model(p.model(a.model), p.seed).to(dev)
     head = tables.read_fc_weights(a.weights)
     nodes = tables.read_frame(a.trees, tables.TREE_NODES, head.n_classes)
     infl, x, cls = faithfulness.stage_inputs(model, head, f.n_per_class, p.explain, dev, a.data,
                                              a.features, a.influential)
     r = faithfulness.evaluate(model, head, nodes, infl, x, cls,
-                              faithfulness.Settings(**f.model_dump(), seed=p.seed))
+                              f, p.seed)
     io.write_json(a.metrics, r.metrics, digits=4)
     io.write_json(a.timing, r.timing, digits=3)
     maps.plot_faithfulness_curves(r.fractions, r.mean_curves, f"{a.model}: {f.method} maps, "

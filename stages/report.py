@@ -2,11 +2,13 @@
 
 from _stage import run
 from fclens.core import io
-from fclens.report import render, sections
+from fclens.report import render
+from fclens.report.doc import Inputs
+from fclens.report.sections import build_markdown
 
 
 def main(a, p):
-    md = sections.build_markdown(sections.Inputs.from_params(".", p))  # all inputs checked first
+    md = build_markdown(Inputs.from_params(".", p))  # all inputs checked first
     io.write_text(f"{a.out}/README.md", md)
     io.write_text(f"{a.out}/index.html", render.render_html(md))
 

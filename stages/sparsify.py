@@ -8,18 +8,20 @@ from fclens.plots import studies
 
 
 def main(a, p):
+    sparsify.check_methods(p.sparsify.methods)  # params names vs the registry, before any work
     head = tables.read_fc_weights(a.weights)
+    sparsify.resolve_grid(p.sparsify.k_grid, head.dim, a.model)  # k grid vs D, before the scan
     train, test = tables.open_splits(a.data, head)
     ald = tables.read_frame(a.ald, tables.ALD_PARAMS, head.n_classes)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
     r = sparsify.run(train, test, head, {k: ald[k].to_numpy() for k in ("loc", "scale", "kappa")},
-                     sparsify.Settings.from_section(p.sparsify, p.seed), infl, a.model)
+                     p.sparsify, p.seed, infl, a.model)
     io.write_json(a.metrics, r.metrics, digits=5)
     io.write_json(a.timing, r.timing, digits=3)
     io.write_csv(a.csv, r.rows)
     studies.plot_sparsify(r.metrics, f"{a.model}: sparse heads", a.plot)
     studies.plot_global_pruning(r.metrics, f"{a.model}: global pruning of the FC weights",
-                              a.global_plot)
+                                a.global_plot)
 
 
 if __name__ == "__main__":

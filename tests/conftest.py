@@ -60,3 +60,15 @@ def assert_same_tables(a, b):
         np.testing.assert_allclose(np.stack(ta["features"].to_numpy(zero_copy_only=False)),
                                    np.stack(tb["features"].to_numpy(zero_copy_only=False)),
                                    atol=1e-6)
+
+
+def read_splits(data, head):
+    """features_train.parquet and features_test.parquet of `data` in memory, checked against
+    `head` (the analysis stages stream them with `tables.open_splits`)."""
+    from fclens.core import tables
+
+    splits = tuple(tables.read_features(Path(data) / f"features_{s}.parquet", head.n_classes,
+                                        head.dim) for s in ("train", "test"))
+    for s, f in zip(("train", "test"), splits):
+        tables._check_head(Path(data) / f"features_{s}.parquet", f, head)
+    return splits

@@ -1,4 +1,4 @@
-"""CPU inference engines (params.yaml extract.engine) against torch, through extract()."""
+"""CPU inference engines (params.yaml extract.engine) against torch, through _run()."""
 
 import importlib.util
 import logging
@@ -11,10 +11,13 @@ import torch
 
 from conftest import ROOT
 from fclens.core.errors import FclensError
-from fclens.core.tables import FeatureWriter, read_features
+from fclens.core.params import Extract
+from fclens.core.tables import read_features
 from fclens.extract import engines
-from fclens.extract.loop import ExtractConfig, extract, uint8_batches
+from fclens.extract.loop import extract
+from fclens.extract.parts import FeatureWriter
 from fclens.models import ModelSpec
+from fclens.models.inputs import uint8_batches
 from fclens.models.registry import build_model
 
 
@@ -36,6 +39,11 @@ def _images(n=30, seed=0):
             rng.integers(0, 10, n).astype(np.int16))
 
 
+def _run(model, batches, cfg, writer=None):
+    """extract() with the engine params ask for, as the backends call it."""
+    return extract(model, batches, cfg, writer, engine=engines.for_config(cfg))
+
+
 def _uneven_batches(imgs, labels):
     """Batches of 1, 8, 16, 5: the exporter must not fix the batch size to the first batch."""
     cuts = [0, 1, 9, 25, len(labels)]
@@ -45,10 +53,10 @@ def _uneven_batches(imgs, labels):
 
 def _extract_table(tmp_path, engine, **kw):
     imgs, labels = _images()
-    cfg = ExtractConfig(batch_size=8, engine=engine, **kw)
+    cfg = Extract(batch_size=8, engine=engine, **kw)
     f = tmp_path / f"{engine}_{kw.get('amp', 'none')}.parquet"
     with FeatureWriter(f, 64, 10, 16) as w:
-        r = extract(_model(), _uneven_batches(imgs, labels), cfg, w)
+        r = _run(_model(), _uneven_batches(imgs, labels), cfg, w)
     return r, read_features(f, 10, 64), pq.read_table(f, columns=["index", "logit_true"])
 
 
@@ -81,8 +89,8 @@ def test_openvino_bf16_passes_its_looser_check(tmp_path):
 def test_onnxruntime_refuses_bf16():
     imgs, labels = _images(4)
     with pytest.raises(FclensError, match="extract.amp: 'bf16' with extract.engine 'onnxruntime'"):
-        extract(_model(), uint8_batches(imgs, labels, 4),
-                ExtractConfig(engine="onnxruntime", amp="bf16"))
+        _run(_model(), uint8_batches(imgs, labels, 4),
+                Extract(engine="onnxruntime", amp="bf16"))
 
 
 @pytest.mark.skipif(not _installed("onnxruntime"), reason="onnxruntime absent")
@@ -98,8 +106,8 @@ def test_wrong_engine_output_is_caught_and_leaves_no_file(tmp_path, monkeypatch)
     with pytest.raises(FclensError, match=r"extract.engine: 'onnxruntime' features differ from "
                                           r"torch on the first batch by max abs 0.0003"):
         with FeatureWriter(tmp_path / "f.parquet", 64, 10, 8) as w:
-            extract(_model(), uint8_batches(imgs, labels, 4),
-                    ExtractConfig(engine="onnxruntime"), w)
+            _run(_model(), uint8_batches(imgs, labels, 4),
+                    Extract(engine="onnxruntime"), w)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -122,7 +130,7 @@ def test_missing_package_gives_the_pip_line(monkeypatch, engine, missing, pip):
     imgs, labels = _images(4)
     with pytest.raises(FclensError, match=rf"extract.engine: '{engine}' needs .*{missing}.*"
                                           rf"install with: {pip}"):
-        extract(_model(), uint8_batches(imgs, labels, 4), ExtractConfig(engine=engine))
+        _run(_model(), uint8_batches(imgs, labels, 4), Extract(engine=engine))
 
 
 def test_pins_are_the_requirements():
@@ -134,8 +142,8 @@ def test_pins_are_the_requirements():
 def test_cuda_runs_torch_whatever_the_engine(caplog):
     imgs, labels = _images(8)
     with caplog.at_level(logging.WARNING):
-        r = extract(_model(), uint8_batches(imgs, labels, 4),
-                    ExtractConfig(device="cuda", engine="openvino"))
+        r = _run(_model(), uint8_batches(imgs, labels, 4),
+                    Extract(device="cuda", engine="openvino"))
     assert r.engine == "torch" and r.n == 8
     assert "extract.engine: 'openvino' ignored on cuda" in caplog.text
 
@@ -147,11 +155,11 @@ def test_engine_is_reused_until_the_weights_change(monkeypatch):
     monkeypatch.setitem(engines.ENGINE_BUILDERS, "onnxruntime",
                         lambda *a: builds.append(1) or real(*a))
     m, (imgs, labels) = _model(), _images(8)
-    cfg = ExtractConfig(engine="onnxruntime")
-    first = extract(m, uint8_batches(imgs, labels, 4), cfg)
-    again = extract(m, uint8_batches(imgs, labels, 8), cfg)  # another batch size: same graph
+    cfg = Extract(engine="onnxruntime")
+    first = _run(m, uint8_batches(imgs, labels, 4), cfg)
+    again = _run(m, uint8_batches(imgs, labels, 8), cfg)  # another batch size: same graph
     assert len(builds) == 1 and first.setup_seconds > 0 and again.setup_seconds == 0
     with torch.no_grad():
         m.get_classifier().bias.add_(1.0)  # in place, as an optimizer step would
-    changed = extract(m, uint8_batches(imgs, labels, 4), cfg)
+    changed = _run(m, uint8_batches(imgs, labels, 4), cfg)
     assert len(builds) == 2 and changed.setup_seconds > 0 and changed.logit_max_abs_err < 1e-4

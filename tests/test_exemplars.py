@@ -10,13 +10,14 @@ from fclens.core.errors import FclensError
 from fclens.core.tables import Features, Influential
 from fclens.datasets.splits import Split, scan_image_folder
 from fclens.explain import exemplars as ex
+from fclens.extract.parts import FeatureWriter
 from fclens.plots import maps
 from fclens.report.exemplars import section_exemplars
 from fclens.report.sections import Inputs
 
 
 def _write_features(path, x, y, row_group: int):
-    with tables.FeatureWriter(path, x.shape[1], int(y.max()) + 1, row_group) as w:
+    with FeatureWriter(path, x.shape[1], int(y.max()) + 1, row_group) as w:
         for s in range(0, len(y), 10):  # written in pieces, row groups of `row_group` rows
             i = np.arange(s, min(s + 10, len(y)))
             w.write(i, y[i], y[i], np.zeros(len(i)), x[i])
@@ -183,7 +184,7 @@ def _no_hist(path, n_classes, dim, labels=None):
 
 
 def test_empty_table_and_empty_stream(tmp_path):
-    with tables.FeatureWriter(tmp_path / "f.parquet", 4, 3, 10):
+    with FeatureWriter(tmp_path / "f.parquet", 4, 3, 10):
         pass  # a file with 0 rows
     with pytest.raises(FclensError, match="0 rows"):
         tables.iter_features(tmp_path / "f.parquet", 3, 4, 8)

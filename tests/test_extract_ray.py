@@ -11,14 +11,15 @@ import pytest
 from conftest import ROOT, assert_same_tables, make_image_folder
 from fclens.core.constants import CIFAR10_CLASSES
 from fclens.core.errors import FclensError
+from fclens.core.params import Extract
 from fclens.datasets.splits import Split, save_split, scan_image_folder
 from fclens.extract import ray_backend as extract_ray
-from fclens.extract.loop import ExtractConfig, extract_splits
+from fclens.extract.backend import extract_splits
 from fclens.models.registry import build_model
 from fclens.models.spec import ModelSpec
 
-CFG = ExtractConfig(batch_size=8, row_group_size=16, num_workers=0)
-RAY = ExtractConfig(batch_size=8, row_group_size=16, backend="ray", ray_actors=2)
+CFG = Extract(batch_size=8, row_group_size=16, num_workers=0)
+RAY = Extract(batch_size=8, row_group_size=16, backend="ray", ray_actors=2)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_resumes_local_parts_and_survives_a_killed_actor(ray_local, tmp_path, mo
                                                          caplog):
     from ray import cloudpickle
 
-    from fclens.extract import loop as ex
+    from fclens.extract import local as ex
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/ on path
     data, model = _arrays(tmp_path, n_train=40, n_test=8)
@@ -91,7 +92,7 @@ def test_resumes_local_parts_and_survives_a_killed_actor(ray_local, tmp_path, mo
     monkeypatch.setattr(ex, "uint8_batches", real)
     monkeypatch.setattr(CrashOnce, "marker", str(tmp_path / "crashed"))
     monkeypatch.setattr(extract_ray, "ModelActor", CrashOnce)
-    cfg = ExtractConfig(batch_size=8, row_group_size=16, backend="ray", ray_actors=1)
+    cfg = Extract(batch_size=8, row_group_size=16, backend="ray", ray_actors=1)
     with caplog.at_level("INFO"):
         extract_splits(model, data, tmp_path / "ray", cfg, "t")
     assert "t train: resuming at row 16 of 40" in caplog.text
@@ -109,7 +110,7 @@ def test_resumes_local_parts_and_survives_a_killed_actor(ray_local, tmp_path, mo
 def test_unreachable_address_is_a_clear_error(tmp_path, address, says):
     pytest.importorskip("ray")
     data, model = _arrays(tmp_path, n_train=8, n_test=8)
-    cfg = ExtractConfig(backend="ray", ray_address=address)
+    cfg = Extract(backend="ray", ray_address=address)
     with pytest.raises(FclensError, match=f"params.yaml extract.ray_address: '{address}'.*{says}"):
         extract_splits(model, data, tmp_path / "out", cfg, "t")
 
@@ -119,7 +120,7 @@ def test_missing_ray_names_the_pip_line(tmp_path, monkeypatch):
     data, model = _arrays(tmp_path, n_train=8, n_test=8)
     with pytest.raises(FclensError, match=r"extract.backend: 'ray' needs Ray.*pip install "
                                           r"\"ray\[data,client\]==2.60.0\""):
-        extract_splits(model, data, tmp_path / "out", ExtractConfig(backend="ray"), "t")
+        extract_splits(model, data, tmp_path / "out", Extract(backend="ray"), "t")
     assert extract_ray.PIP.split()[-1].strip('"') in (ROOT / "requirements.txt").read_text().split()
 
 

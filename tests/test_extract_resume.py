@@ -9,14 +9,15 @@ import pytest
 
 from conftest import assert_same_tables
 from fclens.core.constants import CIFAR10_CLASSES
-from fclens.core.tables import FeatureParts
+from fclens.core.params import Extract
 from fclens.datasets.splits import Split, save_split
-from fclens.extract import loop as ex
-from fclens.extract.loop import ExtractConfig, extract_splits
+from fclens.extract import local as ex
+from fclens.extract.backend import extract_splits
+from fclens.extract.parts import FeatureParts
 from fclens.models.registry import build_model
 from fclens.models.spec import ModelSpec
 
-CFG = ExtractConfig(batch_size=8, row_group_size=16)  # parts of 2 batches
+CFG = Extract(batch_size=8, row_group_size=16)  # parts of 2 batches
 UINT8_BATCHES = ex.uint8_batches
 
 
@@ -63,7 +64,7 @@ def test_killed_run_resumes_at_its_last_complete_row_group(data, tmp_path, monke
     assert not (out / "features_train.parquet").exists()
 
     counts = _batches(monkeypatch)
-    with caplog.at_level(logging.INFO, logger="fclens.extract"):
+    with caplog.at_level(logging.INFO, logger="fclens.extract.backend"):
         metrics, _ = extract_splits(_model(), data, out, CFG, "t")
     assert "t train: resuming at row 32 of 45" in caplog.text
     assert counts == [2, 3]  # train rows 32..44 only (an uninterrupted run reads 6 + 3)
@@ -79,7 +80,7 @@ def test_parts_of_other_weights_are_not_reused(data, tmp_path, monkeypatch, capl
     with pytest.raises(RuntimeError):
         extract_splits(_model(seed=1), data, out, CFG, "t")
     counts = _batches(monkeypatch)
-    with caplog.at_level(logging.INFO, logger="fclens.tables"):
+    with caplog.at_level(logging.INFO, logger="fclens.extract.parts"):
         extract_splits(_model(seed=2), data, out, CFG, "t")
     assert "discarding parts made with another configuration (weights differ)" in caplog.text
     assert counts == [6, 3]  # all of train again
@@ -114,7 +115,7 @@ def test_an_image_folder_resumes_too(tmp_path, monkeypatch):
     for split, s in scan_image_folder(root, "datasets.tiny").items():
         save_split(tmp_path / f"{split}.npz", s)
     model = build_model(ModelSpec(name="t", arch="cifar_resnet8", num_classes=3), seed=1)
-    cfg = ExtractConfig(batch_size=4, row_group_size=8, num_workers=0)
+    cfg = Extract(batch_size=4, row_group_size=8, num_workers=0)
     extract_splits(model, tmp_path, tmp_path / "ref", cfg, "t")
     real, rows = ex.folder_batches, []
 

@@ -12,6 +12,7 @@ from torchcam.metrics import ClassificationMetric, DeletionInsertionMetric
 
 from fclens.analysis.trees import build_trees
 from fclens.core.errors import FclensError
+from fclens.core.params import Faithfulness
 from fclens.core.tables import Head
 from fclens.explain import faithfulness as fa
 from fclens.models.cifar_resnet import CifarResNet
@@ -140,8 +141,8 @@ def _head_nodes(model):
 
 def _settings(**kw):
     s = dict(method="gradcampp", targets=["logit", "terminal+", "branch+", "influential"],
-             n_per_class=2, steps=4, n_random=2, n_boot=50, blur_sigma=0.1, batch_size=8, seed=0)
-    return fa.Settings(**{**s, **kw})
+             n_per_class=2, steps=4, n_random=2, n_boot=50, blur_sigma=0.1, batch_size=8)
+    return Faithfulness(**{**s, **kw})
 
 
 def test_target_sets_random_control_and_photo_models():
@@ -194,7 +195,7 @@ def test_sanity_logit_map_decorrelates_when_all_layers_are_randomized():
     raw = fa.raw_maps(model, x, sets.m, sets.c, s.method, 8, 0)  # (N, 2, 8, 8)
     same = fa.spearman_rows(raw[:, 0].flatten(1).numpy(), raw[:, 0].flatten(1).numpy())
     assert np.nanmedian(same) == pytest.approx(1.0)
-    rho = fa.sanity_rank_corr(model, x, cls, sets, raw, s)
+    rho = fa.sanity_rank_corr(model, x, cls, sets, raw, s, 0)
     assert rho["logit"]["all"] < 0.5 and rho["logit"]["last_block"] < 1
 
 
@@ -206,7 +207,7 @@ def test_evaluate_end_to_end_and_hooks_removed():
     with torch.inference_mode():
         cls = model(x).argmax(1).numpy()
     infl = np.array([[0, 1], [2, 3], [4, 5]])
-    r = fa.evaluate(model, head, nodes, infl, x, cls, _settings())
+    r = fa.evaluate(model, head, nodes, infl, x, cls, _settings(), 0)
     m = r.metrics
     assert m["n_images"] == 6 and m["method"] == "gradcampp"
     assert set(m["targets"]) == {"logit", "terminal+", "branch+", "influential", "random"}
@@ -231,7 +232,7 @@ def test_clear_errors():
                                   [0, 1, 2, 3])
     with pytest.raises(FclensError, match="no images picked"):
         fa.evaluate(model, head, nodes, None, torch.zeros(0, 3, 8, 8), np.zeros(0, int),
-                    _settings())
+                    _settings(), 0)
     with pytest.raises(FclensError, match=r"faithfulness.targets: unknown \['bogus'\]"):
         fa.target_sets(head, nodes, None, np.array([0]), ["logit", "bogus"], 2, 0)
     with pytest.raises(FclensError, match="leaves no target"):
@@ -245,7 +246,7 @@ def test_clear_errors():
 
     with pytest.raises(FclensError, match="NCHW spatial map"):
         fa.evaluate(Tokens(), head, nodes, None, torch.zeros(2, 16, 2, 2), np.zeros(2, int),
-                    _settings(targets=["logit"]))
+                    _settings(targets=["logit"]), 0)
 
 
 

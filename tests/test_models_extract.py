@@ -10,11 +10,15 @@ import torch
 
 from conftest import ROOT, SHARED
 from fclens.core.errors import FclensError
-from fclens.core.tables import FeatureWriter, read_fc_weights, read_features, write_fc_weights
-from fclens.extract.loop import ExtractConfig, extract, fc_head, uint8_batches
+from fclens.core.params import Extract
+from fclens.core.tables import read_fc_weights, read_features, write_fc_weights
+from fclens.extract.loop import extract
+from fclens.extract.parts import FeatureWriter
 from fclens.models import ModelSpec
 from fclens.models.cifar_resnet import CifarResNet
 from fclens.models.efficientnet_lite import convert_state_dict
+from fclens.models.heads import linear_head
+from fclens.models.inputs import uint8_batches
 from fclens.models.registry import build_model, load_strict
 
 CKPTS = {
@@ -126,7 +130,7 @@ def _tiny_batches(n=37, seed=0):
 def test_extract_matches_plain_forward_and_writes_parquet(tmp_path):
     m = build_model(ModelSpec(name="t", arch="cifar_resnet8"), seed=1)
     imgs, labels = _tiny_batches()
-    cfg = ExtractConfig(batch_size=8, row_group_size=16)
+    cfg = Extract(batch_size=8, row_group_size=16)
     with FeatureWriter(tmp_path / "f.parquet", 64, 10, cfg.row_group_size) as w:
         r = extract(m, uint8_batches(imgs, labels, cfg.batch_size), cfg, w)
     assert r.n == 37 and r.feature_dim == 64 and r.logit_max_abs_err < 1e-4
@@ -157,13 +161,13 @@ def test_failed_extraction_leaves_no_file(tmp_path):
 
     with pytest.raises(RuntimeError):
         with FeatureWriter(tmp_path / "f.parquet", 64, 10, 8) as w:
-            extract(m, boom(), ExtractConfig(batch_size=8), w)
+            extract(m, boom(), Extract(batch_size=8), w)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_fc_weights_table_roundtrip(tmp_path):
     m = build_model(ModelSpec(name="t", arch="cifar_resnet8"))
-    head = fc_head(m, [f"c{i}" for i in range(10)])
+    head = linear_head(m).to_head([f"c{i}" for i in range(10)])
     write_fc_weights(tmp_path / "w.parquet", head)
     back = read_fc_weights(tmp_path / "w.parquet")
     np.testing.assert_array_equal(back.w, head.w)
@@ -176,7 +180,7 @@ def test_fc_weights_table_roundtrip(tmp_path):
 
 def test_truncated_parquet_is_a_clear_error(tmp_path):
     m = build_model(ModelSpec(name="t", arch="cifar_resnet8"))
-    write_fc_weights(tmp_path / "w.parquet", fc_head(m, [str(i) for i in range(10)]))
+    write_fc_weights(tmp_path / "w.parquet", linear_head(m).to_head([str(i) for i in range(10)]))
     raw = (tmp_path / "w.parquet").read_bytes()
     (tmp_path / "w.parquet").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(FclensError, match="w.parquet.*truncated or corrupted"):
@@ -187,7 +191,7 @@ def test_truncated_parquet_is_a_clear_error(tmp_path):
 def test_blog_architectures_expose_a_linear_head(arch):
     # random weights: plumbing only (the real ones need the hub or a local file)
     m = timm.create_model(arch, pretrained=False, num_classes=7)
-    head = fc_head(m, [str(i) for i in range(7)])
+    head = linear_head(m).to_head([str(i) for i in range(7)])
     assert head.w.shape[0] == 7 and head.b.shape == (7,)
 
 
@@ -200,7 +204,7 @@ def test_resnet20_real_accuracy_on_test_slice(tmp_path):
     f, sha = CKPTS[20]
     m = build_model(_spec("cifar_resnet20", f, f"sha256:{sha}"))
     idx = np.arange(0, 10000, 10)
-    r = extract(m, uint8_batches(s.images[idx], s.labels[idx], 100), ExtractConfig())
+    r = extract(m, uint8_batches(s.images[idx], s.labels[idx], 100), Extract())
     assert r.accuracy > 0.7  # ~81% on the JPEG copy; chance is 10%
 
 
@@ -209,6 +213,7 @@ import ctypes, ctypes.util, sys
 import numpy as np
 sys.path.insert(0, "src")
 from fclens.extract.loop import keep_freed_memory
+from fclens.extract.parts import FeatureWriter
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks "
                 "fsmblks uordblks fordblks keepcost".split()]

@@ -44,6 +44,7 @@ from fclens.analysis.decompose import accuracy, influential_indices
 from fclens.core import tables
 from fclens.core.errors import FclensError
 from fclens.core.io import file_digest, write_json
+from fclens.extract.parts import FeatureWriter
 
 C, D = 3, 16  # the template model: 3 classes, 16 features
 NAMES = ("ant", "bee", "cow")
@@ -202,7 +203,7 @@ class Shared:
 
 
 def write_features(path: Path, x, y, pred, head: tables.Head) -> None:
-    with tables.FeatureWriter(path, x.shape[1], head.n_classes, 100) as w:
+    with FeatureWriter(path, x.shape[1], head.n_classes, 100) as w:
         w.write(np.arange(len(x)), y, pred, head.logits(x)[np.arange(len(x)), y], x)
 
 
@@ -892,7 +893,7 @@ class TestTables(Catalogue):
         "features_newer_schema_version": S("select_influential",
                                            lambda p: rewrite_meta(p / TRAIN, b"7"),
                                            "features_train.parquet", "schema_version 7", "newer"),
-        "features_zero_rows": S("select_influential", lambda p: tables.FeatureWriter(
+        "features_zero_rows": S("select_influential", lambda p: FeatureWriter(
             p / TRAIN, D, C, 10).__enter__().__exit__(None, None, None),
             "features_train.parquet", "0 rows"),
         "features_label_out_of_range": S("select_influential", lambda p: low_features(
@@ -1392,14 +1393,14 @@ class TestKnownBugs(Catalogue):
             raise OSError("disk full")
 
         monkeypatch.setattr(tables.pq, "ParquetWriter", refuse)
-        judge_call(request, lambda: tables.FeatureWriter(tmp_path / "f.parquet", D, C,
+        judge_call(request, lambda: FeatureWriter(tmp_path / "f.parquet", D, C,
                                                          10).__enter__(),
                    check=lambda: [str(p) for p in tmp_path.iterdir()],
                    needles=("f.parquet", "cannot be written", "disk full"))
 
     def test_feature_writer_error_midway_leaves_nothing(self, request, tmp_path, shared):
         def write_then_fail():
-            with tables.FeatureWriter(tmp_path / "f.parquet", D, C, 10) as w:
+            with FeatureWriter(tmp_path / "f.parquet", D, C, 10) as w:
                 x = shared.x["train"]
                 w.write(np.arange(30), shared.y["train"], shared.pred["train"], x[:, 0], x)
                 raise KeyboardInterrupt  # a user's Ctrl-C after the first row group

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from conftest import read_splits
 from fclens.analysis.ablate import run_ablations
 from fclens.analysis.decompose import (
-    TrainConfig,
     decompose,
     decomposed_accuracy_grid,
     index_mask,
@@ -14,8 +14,11 @@ from fclens.analysis.decompose import (
     train_masked_heads,
 )
 from fclens.core import tables
+from fclens.core.params import HeadTraining
 from fclens.explain.cams import pick_images
 from fclens.explain.faithfulness import pick_per_class
+from fclens.explain.select import first_rows
+from fclens.extract.parts import FeatureWriter
 
 C, D = 7, 40
 
@@ -37,7 +40,7 @@ def _table(path, n, rng, head, centers):
     y = rng.integers(0, C, n)
     x = np.maximum(centers[y] + rng.normal(size=(n, D)), 0).round(2).astype(np.float32)
     pred = head.logits(x).argmax(1)
-    with tables.FeatureWriter(path, D, C, row_group_size=333) as w:
+    with FeatureWriter(path, D, C, row_group_size=333) as w:
         for i in range(0, n, 250):
             s = slice(i, i + 250)
             w.write(np.arange(n)[s], y[s], pred[s], np.zeros(len(y[s]), np.float32), x[s])
@@ -54,7 +57,7 @@ def splits(tmp_path_factory):
                        tuple("abcdefg"))
     for s, n in (("train", 2000), ("test", 900)):
         _table(d / f"features_{s}.parquet", n, rng, head, centers)
-    mem = tables.read_splits(d, head)
+    mem = read_splits(d, head)
     streamed = tables.open_splits(d, head, batch_rows=128)
     assert all(isinstance(t, tables.FeatureTable) for t in streamed)
     assert len(list(streamed[0])) == -(-2000 // 128)  # really streamed, in 16 batches
@@ -100,8 +103,8 @@ def test_grid_and_ablations_streamed_match(splits):
 def test_retraining_streamed_from_a_memory_map_matches(splits):
     head, (tr, te), (trs, tes) = splits
     infl = influential_indices(tr, C, 5, 5)
-    cfg = TrainConfig(epochs=2, lr=0.01, batch_size=64, seed=1)
-    a, b = decompose(tr, te, head, infl, cfg), decompose(trs, tes, head, infl, cfg)
+    cfg = HeadTraining(epochs=2, lr=0.01, batch_size=64)
+    a, b = decompose(tr, te, head, infl, cfg, 1), decompose(trs, tes, head, infl, cfg, 1)
     for k, v in a.items():
         assert v == pytest.approx(b[k], abs=1e-3), k
     assert a["acc_decomposed_retrained"] != a["acc_decomposed"]  # training did something
@@ -111,10 +114,10 @@ def test_heads_trained_together_equal_heads_trained_alone(splits):
     head, (tr, _), _ = splits
     rng = np.random.default_rng(2)
     masks = np.stack([index_mask(top_k_indices(rng.random((C, D)), k), D) for k in (2, 9, 30)])
-    cfg = TrainConfig(epochs=2, lr=0.01, batch_size=100, seed=4)
-    together = train_masked_heads(tr, head, masks, cfg)
+    cfg = HeadTraining(epochs=2, lr=0.01, batch_size=100)
+    together = train_masked_heads(tr, head, masks, cfg, 4)
     for m, h in zip(masks, together):
-        alone = train_masked_heads(tr, head, m[None], cfg)[0]
+        alone = train_masked_heads(tr, head, m[None], cfg, 4)[0]
         np.testing.assert_array_equal(h.w, alone.w)
         np.testing.assert_array_equal(h.b, alone.b)
         assert (h.w[~m] == 0).all()
@@ -125,12 +128,12 @@ def test_image_picking_streamed_matches(splits):
     classes = [0, 3, 6]
     quota = np.zeros((C, 2), np.int64)
     quota[classes] = 2, 3
-    rows, few = tables.first_rows(tes.columns(("label", "pred")), quota)
+    rows, few = first_rows(tes.columns(("label", "pred")), quota)
     assert len(rows) <= quota.sum()
     expect = pick_images(te.labels, te.preds, classes, 2, 3)
     np.testing.assert_array_equal(rows[pick_images(few.labels, few.preds, classes, 2, 3)],
                                   expect)
-    rows, few = tables.first_rows(tes.columns(("label", "pred")), np.full((C, 2), 4))
+    rows, few = first_rows(tes.columns(("label", "pred")), np.full((C, 2), 4))
     np.testing.assert_array_equal(rows[pick_per_class(few.labels, C, 4)],
                                   pick_per_class(te.labels, C, 4))
 
@@ -144,7 +147,7 @@ def test_real_cifar_features_streamed_match():
     if not (data / "features_train.parquet").exists():
         pytest.skip("run `dvc repro extract_activations@cifar_resnet20` first")
     head = tables.read_fc_weights(data / "fc_weights.parquet")
-    tr, te = tables.read_splits(data, head)
+    tr, te = read_splits(data, head)
     trs, tes = tables.open_splits(data, head, batch_rows=3000)
     a, b = influential_indices(tr, 10, 5, 5), influential_indices(trs, 10, 5, 5)
     np.testing.assert_array_equal(a.idx, b.idx)

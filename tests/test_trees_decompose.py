@@ -3,7 +3,6 @@ import pytest
 
 from fclens.analysis.ablate import Noise, TrainStats, ablation_block, jaccard, replace
 from fclens.analysis.decompose import (
-    TrainConfig,
     check_k,
     decomposed_logits,
     index_mask,
@@ -20,6 +19,7 @@ from fclens.analysis.trees import (
     tree_frames,
 )
 from fclens.core.errors import FclensError
+from fclens.core.params import HeadTraining
 from fclens.core.tables import Features, Head
 
 
@@ -94,9 +94,9 @@ def test_retraining_keeps_mask_improves_and_is_deterministic():
     y = (x[:, 0] > x[:, 1]).astype(int)
     mask = index_mask(np.array([[0, 2], [1, 3]]), 8)
     head = Head(np.zeros((2, 8), np.float32), np.zeros(2, np.float32), ("a", "b"))
-    cfg = TrainConfig(epochs=20, lr=0.05, batch_size=32, seed=3)
-    h1 = train_masked_heads(_feats(x, y), head, mask[None], cfg)[0]
-    h2 = train_masked_heads(_feats(x, y), head, mask[None], cfg)[0]
+    cfg = HeadTraining(epochs=20, lr=0.05, batch_size=32)
+    h1 = train_masked_heads(_feats(x, y), head, mask[None], cfg, 3)[0]
+    h2 = train_masked_heads(_feats(x, y), head, mask[None], cfg, 3)[0]
     w1, b1 = h1.w, h1.b
     np.testing.assert_array_equal(w1, h2.w)
     assert (w1[~mask] == 0).all()
@@ -153,7 +153,8 @@ def test_accuracy_grid_matches_algorithm1_cell_by_cell():
 def test_finetune_keeps_the_mask_and_is_deterministic():
     import torch
 
-    from fclens.analysis.finetune import FinetuneConfig, finetune_decomposed
+    from fclens.analysis.finetune import finetune_decomposed
+    from fclens.core.params import Finetune
     from fclens.models.cifar_resnet import CifarResNet
 
     rng = np.random.default_rng(0)
@@ -169,9 +170,9 @@ def test_finetune_keeps_the_mask_and_is_deterministic():
         conv0 = model.conv1.weight.detach().clone()
         b0 = model.linear.bias.detach().numpy().copy()
         log = []
-        cfg = FinetuneConfig(epochs=2, lr=1e-2, batch_size=8, seed=3, device="cpu")
+        cfg = Finetune(epochs=2, lr=1e-2, batch_size=8)
         out = finetune_decomposed(model, images, labels, mask, Head(w0, b0, ("a", "b", "c")),
-                                  cfg, on_epoch=lambda e, info, log=log: log.append(
+                                  cfg, 3, "cpu", on_epoch=lambda e, info, log=log: log.append(
                                       info["train_loss"]))
         w = out.linear.weight.detach().numpy()
         assert (w[~mask] == 0).all() and (w[mask] != w0[mask]).any()

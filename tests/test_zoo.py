@@ -13,9 +13,12 @@ from torch import nn
 from fclens.analysis import ald, trees
 from fclens.analysis.trees import chain_rank
 from fclens.core.errors import FclensError
+from fclens.core.params import Extract
 from fclens.explain.pictures import class_order
-from fclens.extract.loop import ExtractConfig, extract, fc_head, uint8_batches
+from fclens.extract.loop import extract
 from fclens.models.cifar_resnet import CifarResNet
+from fclens.models.heads import linear_head
+from fclens.models.inputs import uint8_batches
 
 
 def _random_bn(model: nn.Module, seed: int = 0) -> None:
@@ -61,7 +64,7 @@ def test_head_is_the_linear_map_of_pre_logits(kind):
     torch.manual_seed(0)
     model = build().eval()
     _random_bn(model)
-    head = fc_head(model, [str(i) for i in range(5 if kind != "linear" else 10)])
+    head = linear_head(model).to_head([str(i) for i in range(5 if kind != "linear" else 10)])
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         fmap = model.forward_features(x)
@@ -70,16 +73,12 @@ def test_head_is_the_linear_map_of_pre_logits(kind):
     assert head.w.shape == (logits.shape[1], dim) and feats.shape[1] == dim
     assert np.abs(logits).max() > 1e-3  # the identity below is not 0 == 0
     np.testing.assert_allclose(feats @ head.w.T + head.b, logits, rtol=1e-4, atol=1e-5)
-    from fclens.models.heads import linear_head
-
     assert linear_head(model).kind == expected_type
 
 
 def test_conv_head_weight_is_a_view_of_the_kernel():
     model = timm.create_model("resnetv2_18", num_classes=5, channels=(8, 16, 32, 64))
-    from fclens.extract.loop import fc_layer
-
-    fc = fc_layer(model)
+    fc = linear_head(model)
     conv = model.get_classifier()
     assert conv.weight.shape == (5, 64, 1, 1) and fc.weight.shape == (5, 64)
     assert fc.weight.data_ptr() == conv.weight.data_ptr()
@@ -90,27 +89,25 @@ def test_extract_checks_a_conv_head_end_to_end():
     model = timm.create_model("resnetv2_18", num_classes=5, channels=(8, 16, 32, 64))
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    r = extract(model, uint8_batches(imgs, np.zeros(4, np.int16), 4), ExtractConfig(batch_size=4))
+    r = extract(model, uint8_batches(imgs, np.zeros(4, np.int16), 4), Extract(batch_size=4))
     assert r.n == 4 and r.feature_dim == 64 and r.logit_max_abs_err < 1e-5
 
 
 def test_deit_distilled_pair_is_refused_by_name():
     # its two heads read two different tokens: no single linear map of pre_logits exists
     with pytest.raises(FclensError, match=r"VisionTransformerDistilled.*tuple\(Linear, Linear\)"):
-        fc_head(_tiny_deit_distilled(), [str(i) for i in range(5)])
+        linear_head(_tiny_deit_distilled()).to_head([str(i) for i in range(5)])
 
 
 def test_volo_weights_are_read_but_its_logits_are_refused():
     from timm.models.volo import VOLO
 
-    from fclens.extract.loop import fc_layer
-
     m = VOLO(layers=[1, 1, 1, 1], img_size=64, embed_dims=[16, 32, 32, 32],
              num_heads=[1, 2, 2, 2], num_classes=5)
-    assert fc_head(m, list("abcde")).w.shape == (5, 32)  # the weight stages work
+    assert linear_head(m).to_head(list("abcde")).w.shape == (5, 32)  # the weight stages work
     # its logits add max-over-tokens of an auxiliary head: feature extraction must refuse
     with pytest.raises(FclensError, match=r"VOLO: its logits add .* aux_head"):
-        fc_layer(m, exact=True)
+        linear_head(m, exact=True)
 
 
 class _Gated(nn.Module):
@@ -139,7 +136,7 @@ class _OddModel(nn.Module):
 ])
 def test_unknown_head_type_is_named(head, match):
     with pytest.raises(FclensError, match=match):
-        fc_head(_OddModel(head), ["a", "b", "c"])
+        linear_head(_OddModel(head)).to_head(["a", "b", "c"])
 
 
 # ---------------------------------------------------------------- exact zeros in the weights

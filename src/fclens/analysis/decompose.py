@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fclens.core.errors import FclensError
 from fclens.core.tables import Features, FeatureTable, Head, Influential
+
+if TYPE_CHECKING:
+    from fclens.core.params import HeadTraining
 
 
 def check_k(k1: int, k2: int, dim: int, where: str = "params.yaml decompose") -> None:
@@ -120,16 +123,6 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int
-    lr: float
-    batch_size: int
-    seed: int
-    optimizer: str = "adam"  # adam | sgd (momentum 0.9)
-    weight_decay: float = 0.0
-
-
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """torch on one thread inside the block. Head training runs many tiny tensor ops, for which
@@ -168,19 +161,19 @@ def train_matrix(train: Source, stack: contextlib.ExitStack) -> tuple[np.ndarray
     return x, y
 
 
-def train_masked_heads(train: Source, head: Head, masks: np.ndarray, cfg: TrainConfig,
+def train_masked_heads(train: Source, head: Head, masks: np.ndarray, cfg: HeadTraining, seed: int,
                        on_epoch: Callable[[int, dict], None] | None = None) -> list[Head]:
     """Retrain K masked copies of the head at once (masks (K, C, D) bool); weights outside each
     mask stay exactly zero. Each starts from the original FC weights restricted to its mask.
 
-    All K share one minibatch order (seeded by `cfg.seed`) and each has its own loss term, so
+    All K share one minibatch order (seeded by `seed`) and each has its own loss term, so
     head k ends bit-identical to training it alone. Minibatches are gathered from memory or a
-    memory map (`train_matrix`), never a full float64 copy. Deterministic given `cfg.seed`.
+    memory map (`train_matrix`), never a full float64 copy. Deterministic given `seed`.
     """
     import torch  # here, not at the top: the other stages using this module need no torch
     import torch.nn.functional as F
 
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(seed)
     with contextlib.ExitStack() as stack, one_thread():
         x, y_np = train_matrix(train, stack)
         y = torch.from_numpy(y_np.astype(np.int64))
@@ -188,9 +181,9 @@ def train_masked_heads(train: Source, head: Head, masks: np.ndarray, cfg: TrainC
         w = torch.nn.Parameter(torch.from_numpy(head.w.astype(np.float32)) * m)  # (K, C, D)
         b = torch.nn.Parameter(torch.from_numpy(head.b.astype(np.float32))
                                .repeat(len(masks), 1))  # (K, C)
-        lr, wd, batch_size = cfg.lr, cfg.weight_decay, cfg.batch_size
-        opt = (torch.optim.Adam([w, b], lr=lr, weight_decay=wd) if cfg.optimizer == "adam"
-               else torch.optim.SGD([w, b], lr=lr, momentum=0.9, weight_decay=wd))
+        lr, batch_size = cfg.lr, cfg.batch_size
+        opt = (torch.optim.Adam([w, b], lr=lr) if cfg.optimizer == "adam"
+               else torch.optim.SGD([w, b], lr=lr, momentum=0.9))
         n, k = len(y), len(masks)
         for epoch in range(cfg.epochs):
             perm = torch.randperm(n, generator=g)
@@ -218,12 +211,12 @@ def _heads(w, m, b, head: Head) -> list[Head]:
     return [Head(wm[h], bb[h], head.names) for h in range(len(wm))]
 
 
-def decompose(train: Source, test: Source, head: Head, infl: Influential, cfg: TrainConfig,
-              on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+def decompose(train: Source, test: Source, head: Head, infl: Influential, cfg: HeadTraining,
+              seed: int, on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """The decomposed head on the test split, before and after retraining it on train."""
     mask = index_mask(infl.idx, head.dim)
     acc0, acc_dec = accuracies(test, [(head.w, head.b), (head.w * mask, head.b)])
-    trained = train_masked_heads(train, head, mask[None], cfg, on_epoch)[0]
+    trained = train_masked_heads(train, head, mask[None], cfg, seed, on_epoch)[0]
     (acc_ret,) = accuracies(test, [(trained.w, trained.b)])
 
     def rel(a: float) -> float:  # a random model can score 0
@@ -251,7 +244,7 @@ def k_grid(train: Source, test: Source, head: Head, k1s: list[int], k2s: list[in
 
 
 def decompose_logged(train: Source, test: Source, head: Head, infl: Influential,
-                     cfg: TrainConfig, live_dir: str) -> dict:
+                     cfg: HeadTraining, seed: int, live_dir: str) -> dict:
     """`decompose` with DVCLive curves per retraining epoch, written atomically to live_dir."""
     from dvclive import Live
 
@@ -266,4 +259,4 @@ def decompose_logged(train: Source, test: Source, head: Head, infl: Influential,
             live.log_metric("test_acc", accuracies(test, [(h.w, h.b)])[0])
             live.next_step()
 
-        return decompose(train, test, head, infl, cfg, on_epoch)
+        return decompose(train, test, head, infl, cfg, seed, on_epoch)

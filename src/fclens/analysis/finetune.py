@@ -8,7 +8,6 @@ cross-entropy on the training images, no augmentation (the paper's schedule is n
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,39 +17,27 @@ from tqdm import tqdm
 
 from fclens.analysis.decompose import index_mask
 from fclens.core.errors import FclensError
+from fclens.core.params import Extract, Finetune
 from fclens.core.tables import Head, Influential
-from fclens.extract.loop import (
-    ExtractConfig,
-    extract,
-    fc_layer,
-    normalizer,
-    resolve_device,
-    uint8_batches,
-)
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    epochs: int
-    lr: float
-    batch_size: int
-    seed: int
-    device: str = "auto"
+from fclens.extract.loop import extract
+from fclens.models.heads import linear_head
+from fclens.models.inputs import normalizer, resolve_device, uint8_batches
 
 
 def finetune_decomposed(model: nn.Module, images: np.ndarray, labels: np.ndarray,
-                        mask: np.ndarray, head: Head, cfg: FinetuneConfig,
+                        mask: np.ndarray, head: Head, cfg: Finetune, seed: int,
+                        device: str,
                         on_epoch: Callable[[int, dict], None] | None = None) -> nn.Module:
     """images (N, H, W, 3) uint8, labels (N,), mask (C, D) bool; returns the model in eval mode."""
-    torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    dev = resolve_device(cfg.device)
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    dev = resolve_device(device)
     w, b, lr, batch_size = head.w, head.b, cfg.lr, cfg.batch_size
     model = model.to(dev).train()
-    fc = fc_layer(model).module  # the nn.Linear itself: its weights are masked in place
+    fc = linear_head(model).module  # the nn.Linear itself: its weights are masked in place
     if fc is None or fc.bias is None:
         raise FclensError(f"finetune.models: {type(model).__name__}'s classifier is "
-                          f"{fc_layer(model).kind}; fine-tuning needs an nn.Linear with a bias")
+                          f"{linear_head(model).kind}; fine-tuning needs an nn.Linear with a bias")
     m = torch.from_numpy(mask.astype(np.float32)).to(dev)  # (C, D)
     with torch.no_grad():
         fc.weight.copy_(torch.from_numpy(w).to(dev) * m)
@@ -80,16 +67,16 @@ def finetune_decomposed(model: nn.Module, images: np.ndarray, labels: np.ndarray
 
 
 def finetune_and_test(model: nn.Module, train, test, head: Head, infl: Influential,
-                      cfg: FinetuneConfig, acc_original: float) -> dict:
+                      cfg: Finetune, seed: int, device: str, acc_original: float) -> dict:
     """finetune.json: test accuracy of the whole network fine-tuned under the decomposed head."""
     if not hasattr(train, "images"):
         raise FclensError("finetune.models: fine-tuning needs an archive dataset (decoded "
                           "arrays); image folders are not supported")
     losses: list[float] = []
     mask = index_mask(infl.idx, head.dim)
-    model = finetune_decomposed(model, train.images, train.labels, mask, head, cfg,
+    model = finetune_decomposed(model, train.images, train.labels, mask, head, cfg, seed, device,
                                 on_epoch=lambda e, info: losses.append(info["train_loss"]))
-    ecfg = ExtractConfig(device=cfg.device, batch_size=cfg.batch_size)
+    ecfg = Extract(device=device, batch_size=cfg.batch_size)
     acc = extract(model, uint8_batches(test.images, test.labels, cfg.batch_size), ecfg).accuracy
     rel = acc / acc_original if acc_original > 0 else float("nan")
     return {"acc_decomposed_finetuned": acc, "rel_acc_finetuned": rel,

@@ -9,9 +9,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 ENGINES = ("torch", "openvino", "onnxruntime")  # CPU inference engines for extraction
 BACKENDS = ("local", "ray")  # where extraction runs
 ALD_FAMILIES = ("ald", "gaussian", "laplace", "student_t", "logistic")  # ald.py fits these
-# sparsify: per-class feature selection methods, and the ways to prune the whole FC matrix
-SPARSIFY_METHODS = ("algorithm1", "top_signed_weight", "top_abs_weight", "top_contribution",
-                    "random", "elastic_net", "csg")
+# sparsify: the ways to prune the whole FC matrix (its methods: analysis.sparsify.METHODS)
 GLOBAL_PRUNING = ("magnitude", "ald_tail", "contribution")
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
                  "smooth_gradcampp": "Smooth Grad-CAM++"}

@@ -21,7 +21,6 @@ from fclens.core.constants import (
     ENGINES,
     NOISE_MODES,
     OPTIMIZERS,
-    SPARSIFY_METHODS,
     TREE_MODES,
 )
 from fclens.core.errors import FclensError
@@ -92,13 +91,18 @@ class Grid(_Section):
     k2: list[PosInt] = NonEmpty
 
 
-class Decompose(_Section):
+class HeadTraining(_Section):
+    """How a (masked) linear head is retrained on cached features: decompose, sparsify.refit."""
+
+    epochs: NonNegInt = 10
+    lr: PosFloat = 0.001
+    batch_size: PosInt = 256
+    optimizer: Literal[OPTIMIZERS] = "adam"  # adam | sgd (momentum 0.9)
+
+
+class Decompose(HeadTraining):
     k1: PosInt
     k2: PosInt
-    epochs: NonNegInt
-    lr: PosFloat
-    batch_size: PosInt
-    optimizer: Literal[OPTIMIZERS] = "adam"
     grid: Grid
 
 
@@ -197,13 +201,8 @@ class Hyperplanes(_Section):
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 
 
-class SparsifyRefit(_Section):
+class SparsifyRefit(HeadTraining):
     """The masked heads retrained on the fit part, as decompose retrains its head."""
-
-    epochs: NonNegInt = 10
-    lr: PosFloat = 0.001
-    batch_size: PosInt = 256
-    optimizer: Literal[OPTIMIZERS] = "adam"
 
 
 class SparsifyElasticNet(_Section):
@@ -241,7 +240,10 @@ class Sparsify(_Section):
     """Sparse heads: per-class feature sets by several methods over a k grid (fclens.sparsify)."""
 
     models: list[str] = []
-    methods: list[Literal[SPARSIFY_METHODS]] = Field(list(SPARSIFY_METHODS), min_length=1)
+    # names of `analysis.sparsify.methods.METHODS`: the stage checks them before any work
+    methods: list[Annotated[str, Field(min_length=1)]] = Field(
+        ["algorithm1", "top_signed_weight", "top_abs_weight", "top_contribution", "random",
+         "elastic_net", "csg"], min_length=1)
     k_grid: Annotated[list[PosInt], Field(min_length=1)] | None = None  # None: the default grid
     n_random: PosInt = 5
     val_fraction: Fraction = 0.1
@@ -315,17 +317,6 @@ class Params(_Section):
         if len(set(self.depth_study.models)) != len(self.depth_study.models):
             raise ValueError(f"depth_study.models: {self.depth_study.models} lists a model twice")
         return self
-
-    def check_feature_dim(self, dim: int, model: str) -> None:
-        """k1/k2 and the grid against a model's feature dimension: checked by the stages that
-        build the model, before they extract anything."""
-        d = self.decompose
-        for key, vals in (("k1", [d.k1]), ("k2", [d.k2]), ("grid.k1", d.grid.k1),
-                          ("grid.k2", d.grid.k2)):
-            for v in vals:
-                if v > dim:
-                    raise FclensError(f"params.yaml decompose.{key}: {v} exceeds the feature "
-                                      f"dimension of {model} ({dim}); allowed: 1..{dim}")
 
     def class_indices(self, key: str, n_classes: int, model: str) -> list[int]:
         """The class-index list at dotted `key` (e.g. ald.plot_classes), checked against a

@@ -10,10 +10,8 @@ what was found: no pyarrow, KeyError or IndexError traceback reaches a user.
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +25,8 @@ from fclens.core.errors import FclensError
 from fclens.core.io import atomic_path
 
 SCHEMA_VERSION = 2  # 1: the unversioned tables of fclens <= 0.1
-_META_TABLE, _META_VERSION = b"fclens.table", b"fclens.schema_version"
-_META_PART = b"fclens.part"  # FeatureParts: what computed the part (JSON)
+META_TABLE, META_VERSION = b"fclens.table", b"fclens.schema_version"
+META_PART = b"fclens.part"  # FeatureParts: what computed the part (JSON)
 BATCH_ELEMENTS = 1 << 24  # floats per streamed feature batch (64 MB)
 _log = logging.getLogger(__name__)
 VEC = "vector"  # placeholder type: fixed_size_list<float32>[D], D checked per file
@@ -88,7 +86,7 @@ ALD_GOF = Spec("ald_gof", (Col("class_index", _i32, class_index=True),), "fit_al
 
 # ---------------------------------------------------------------- generic write / read
 
-def _check_rows(t: pa.Table, spec: Spec, where: str, n_classes: int | None) -> None:
+def check_rows(t: pa.Table, spec: Spec, where: str, n_classes: int | None) -> None:
     if t.num_rows == 0:
         raise FclensError(f"{where}: {spec.name} table has 0 rows; expected at least 1")
     for c in spec.cols:
@@ -121,9 +119,9 @@ def _vector_dim(schema: pa.Schema, spec: Spec) -> int | None:
 def write(path: str | Path, table: pa.Table, spec: Spec, n_classes: int | None = None) -> None:
     """Validate `table` against `spec`, stamp name + version, write atomically with checksums."""
     _check_schema(table.schema, spec, _vector_dim(table.schema, spec), f"{path} (writing)")
-    _check_rows(table, spec, f"{path} (writing)", n_classes)
-    meta = {**(table.schema.metadata or {}), _META_TABLE: spec.name.encode(),
-            _META_VERSION: str(SCHEMA_VERSION).encode()}
+    check_rows(table, spec, f"{path} (writing)", n_classes)
+    meta = {**(table.schema.metadata or {}), META_TABLE: spec.name.encode(),
+            META_VERSION: str(SCHEMA_VERSION).encode()}
     with atomic_path(path) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp, write_page_checksum=True)
 
@@ -167,8 +165,8 @@ def _open(path: Path, spec: Spec) -> pq.ParquetFile:
         raise FclensError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e}); it is "
                           f"truncated or corrupted: delete it and rerun `dvc repro`") from e
     meta = f.schema_arrow.metadata or {}
-    name = meta.get(_META_TABLE, b"").decode()
-    version = meta.get(_META_VERSION, b"1").decode()
+    name = meta.get(META_TABLE, b"").decode()
+    version = meta.get(META_VERSION, b"1").decode()
     if name and name != spec.name:
         raise FclensError(f"{path}: is a {name} table; expected a {spec.name} table")
     if version != str(SCHEMA_VERSION):
@@ -199,27 +197,51 @@ def read(path: str | Path, spec: Spec, n_classes: int | None = None, dim: int | 
         raise FclensError(f"{path}: corrupted Parquet data ({type(e).__name__}: {e}); delete it "
                           f"and rerun `dvc repro`") from e
     sub = Spec(spec.name, tuple(c for c in spec.cols if c.name in t.column_names), spec.writer)
-    _check_rows(t, sub, str(path), n_classes)
+    check_rows(t, sub, str(path), n_classes)
     return t
 
 
-def vector_dim(path: str | Path, spec: Spec) -> int:
-    """D from the file's schema, without reading the data."""
-    path = Path(path)
-    f = _open(path, spec)
-    _check_schema(f.schema_arrow, spec, _vector_dim(f.schema_arrow, spec), str(path))
-    return _vector_dim(f.schema_arrow, spec)
-
-
-def _vectors(col: pa.ChunkedArray) -> np.ndarray:
+def vectors(col: pa.ChunkedArray) -> np.ndarray:
     """fixed_size_list<float32>[D] -> (N, D) float32 without a Python loop."""
     col = col.combine_chunks()
     return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
 
 
-def _vector_array(x: np.ndarray) -> pa.FixedSizeListArray:
+def vector_array(x: np.ndarray) -> pa.FixedSizeListArray:
     x = np.ascontiguousarray(x, dtype=np.float32)  # (N, D)
     return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
+
+
+def feature_rows(schema: pa.Schema, index: np.ndarray, label: np.ndarray, pred: np.ndarray,
+                  logit_true: np.ndarray, features: np.ndarray) -> pa.Table:
+    return pa.table([pa.array(index.astype(np.int64)), pa.array(label.astype(np.int16)),
+                     pa.array(pred.astype(np.int16)), pa.array(logit_true.astype(np.float32)),
+                     vector_array(features)], schema=schema)
+
+
+def write_influential(path: str | Path, infl: Influential) -> None:
+    c, k2 = infl.idx.shape
+    write(path, pa.table({
+        "class_index": np.repeat(np.arange(c, dtype=np.int32), k2),
+        "rank": np.tile(np.arange(k2, dtype=np.int16), c),
+        "feature_index": infl.idx.ravel().astype(np.int32),
+        "count": infl.counts.ravel().astype(np.int64)}), INFLUENTIAL, c)
+
+
+def read_influential(path: str | Path, n_classes: int, dim: int) -> Influential:
+    t = read(path, INFLUENTIAL, n_classes).to_pandas().sort_values(["class_index", "rank"])
+    per_class = t.groupby("class_index").size()
+    if len(per_class) != n_classes or per_class.nunique() != 1:
+        raise FclensError(f"{path}: {len(t)} rows for classes {sorted(per_class.index)[:5]}...; "
+                          f"expected the same number of rows (k2) for each of {n_classes} classes")
+    idx = t["feature_index"].to_numpy().reshape(n_classes, -1)
+    if idx.min() < 0 or idx.max() >= dim:
+        raise FclensError(f"{path}: feature_index in {idx.min()}..{idx.max()}; expected "
+                          f"0..{dim - 1}")
+    if dup := [c for c in range(n_classes) if len(np.unique(idx[c])) != idx.shape[1]]:
+        raise FclensError(f"{path}: class_index {dup[:5]} list a feature_index twice; expected "
+                          f"{idx.shape[1]} distinct features per class")
+    return Influential(idx.astype(np.int64), t["count"].to_numpy().reshape(n_classes, -1))
 
 
 # ---------------------------------------------------------------- records
@@ -264,7 +286,7 @@ def write_fc_weights(path: str | Path, head: Head) -> None:
     write(path, pa.table({
         "class_index": pa.array(np.arange(head.n_classes, dtype=np.int32)),
         "class_name": pa.array(list(head.names), _str),
-        "bias": pa.array(head.b.astype(np.float32)), "weight": _vector_array(head.w)}),
+        "bias": pa.array(head.b.astype(np.float32)), "weight": vector_array(head.w)}),
         FC_WEIGHTS, head.n_classes)
 
 
@@ -276,7 +298,7 @@ def read_fc_weights(path: str | Path) -> Head:
                           f"{len(np.unique(ci))} distinct values in {ci.min()}..{ci.max()}")
     order = np.argsort(ci)
     names = t["class_name"].to_pylist()
-    return Head(_vectors(t["weight"])[order], t["bias"].to_numpy()[order].astype(np.float32),
+    return Head(vectors(t["weight"])[order], t["bias"].to_numpy()[order].astype(np.float32),
                 tuple(names[i] for i in order))
 
 
@@ -284,198 +306,9 @@ def read_features(path: str | Path, n_classes: int, dim: int,
                   columns: tuple[str, ...] = ("label", "pred", "features")) -> Features:
     """features_{train,test}.parquet -> Features, checked against the head it feeds."""
     t = read(path, FEATURES, n_classes, dim, list(columns))
-    x = _vectors(t["features"]) if "features" in columns else np.zeros((t.num_rows, 0), np.float32)
+    x = vectors(t["features"]) if "features" in columns else np.zeros((t.num_rows, 0), np.float32)
     return Features(x, t["label"].to_numpy().astype(np.int64),
                     t["pred"].to_numpy().astype(np.int64))
-
-
-def features_dim(path: str | Path) -> int:
-    return vector_dim(path, FEATURES)
-
-
-def _feature_rows(schema: pa.Schema, index: np.ndarray, label: np.ndarray, pred: np.ndarray,
-                  logit_true: np.ndarray, features: np.ndarray) -> pa.Table:
-    return pa.table([pa.array(index.astype(np.int64)), pa.array(label.astype(np.int16)),
-                     pa.array(pred.astype(np.int16)), pa.array(logit_true.astype(np.float32)),
-                     _vector_array(features)], schema=schema)
-
-
-class FeatureWriter:
-    """Streams feature rows to Parquet in row groups; the file appears only when the writer
-    closes cleanly (the whole write is one `atomic_path`)."""
-
-    def __init__(self, path: str | Path, dim: int, n_classes: int, row_group_size: int) -> None:
-        self.path, self.n_classes, self._rows = Path(path), n_classes, row_group_size
-        self.schema = FEATURES.schema(dim).with_metadata(
-            {_META_TABLE: b"features", _META_VERSION: str(SCHEMA_VERSION).encode()})
-        self._buf: list[pa.RecordBatch] = []
-        self._buffered = 0
-
-    def __enter__(self) -> FeatureWriter:
-        self._atomic = atomic_path(self.path)
-        tmp = self._atomic.__enter__()
-        try:
-            self._writer = pq.ParquetWriter(tmp, self.schema, write_page_checksum=True)
-        except BaseException as e:  # the temp file must not outlive a failed open
-            self._atomic.__exit__(type(e), e, e.__traceback__)
-            if isinstance(e, OSError | pa.ArrowException):
-                raise FclensError(f"{self.path}: cannot be written ({type(e).__name__}: {e}); "
-                                  f"expected a writable path") from None
-            raise
-        return self
-
-    def write(self, index: np.ndarray, label: np.ndarray, pred: np.ndarray,
-              logit_true: np.ndarray, features: np.ndarray) -> None:
-        t = _feature_rows(self.schema, index, label, pred, logit_true, features)
-        _check_rows(t, FEATURES, f"{self.path} (rows {int(index[0])}..{int(index[-1])})",
-                    self.n_classes)
-        self._buf.extend(t.to_batches())
-        self._buffered += len(index)
-        if self._buffered >= self._rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._buf:
-            self._writer.write_table(pa.Table.from_batches(self._buf, self.schema),
-                                     row_group_size=self._rows)
-            self._buf, self._buffered = [], 0
-
-    def __exit__(self, exc_type, exc, tb) -> bool | None:
-        try:
-            if exc_type is None:
-                self._flush()
-        finally:
-            self._writer.close()
-        return self._atomic.__exit__(exc_type, exc, tb)
-
-
-class FeatureParts:
-    """A features table built in resumable pieces.
-
-    Each complete row group lands as a part file `rows-<start>-<stop>.parquet`, written to a
-    temp name and renamed whole, in the hidden sibling directory `.<name>.parts/`, beside a
-    `fingerprint.json` of what determines the rows (weights, dataset file, the extract settings
-    that change features). DVC deletes a stage's outs before rerunning it and `atomic_path`
-    sweeps stale `.<name>.*.tmp` files; this directory is neither, so a killed run leaves it to
-    the next one. `open` returns the rows already done, after discarding parts of another
-    fingerprint and anything after a gap or an unreadable part; `merge` writes the final table
-    from the parts (one `FeatureWriter`, so it appears atomically and is the same file an
-    uninterrupted run writes); `remove` deletes the directory.
-    """
-
-    def __init__(self, path: str | Path, fingerprint: dict, dim: int, n_classes: int) -> None:
-        self.path, self.dim, self.n_classes = Path(path), dim, n_classes
-        self.dir = self.path.with_name(f".{self.path.name}.parts")
-        self.fingerprint = json.loads(json.dumps(fingerprint))  # what reading it back gives
-        self.schema = FEATURES.schema(dim)
-        self.done = 0
-        self._parts: list[tuple[Path, dict]] = []  # (file, its meta), in row order
-
-    @property
-    def metas(self) -> list[dict]:
-        """The `meta` dict of each part, in row order."""
-        return [m for _, m in self._parts]
-
-    def open(self) -> int:
-        """Rows 0..done-1 are in complete parts of this fingerprint; returns done."""
-        fp = self.dir / "fingerprint.json"
-        try:
-            old = json.loads(fp.read_text()) if fp.exists() else None
-        except (OSError, ValueError):
-            old = "unreadable"
-        if old != self.fingerprint:
-            if old is not None:
-                differ = (sorted(k for k in {**old, **self.fingerprint}
-                                 if old.get(k) != self.fingerprint.get(k))
-                          if isinstance(old, dict) else [old])
-                _log.info("%s: discarding parts made with another configuration (%s differ)",
-                          self.dir, ", ".join(differ))
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir.mkdir(parents=True)
-            with atomic_path(fp, now=True) as tmp:
-                tmp.write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True))
-        for stale in self.dir.glob(".*.tmp"):  # a killed writer's
-            stale.unlink(missing_ok=True)
-        files = sorted(self.dir.glob("rows-*-*.parquet"))
-        for i, f in enumerate(files):
-            start, stop = (int(x) for x in f.stem.split("-")[1:])
-            meta = self._part_meta(f, stop - start) if start == self.done else None
-            if meta is None:  # a gap or a damaged part: everything from here is redone
-                _log.info("%s: discarding %d parts from row %d (%s)", self.dir, len(files) - i,
-                          self.done, "gap" if start != self.done else f"{f.name} unreadable")
-                for g in files[i:]:
-                    g.unlink(missing_ok=True)
-                break
-            self._parts.append((f, meta))
-            self.done = stop
-        return self.done
-
-    def _part_meta(self, f: Path, rows: int) -> dict | None:
-        try:
-            pf = pq.ParquetFile(f)
-            meta = json.loads(pf.schema_arrow.metadata[_META_PART])
-        except (pa.ArrowException, OSError, KeyError, TypeError, ValueError):
-            return None
-        if pf.metadata.num_rows != rows or pf.schema_arrow.remove_metadata() != self.schema:
-            return None
-        return meta
-
-    def write(self, index: np.ndarray, label: np.ndarray, pred: np.ndarray,
-              logit_true: np.ndarray, features: np.ndarray, meta: dict) -> None:
-        """Rows done..done+len(index)-1 as one part; `meta` (JSON) travels with it."""
-        stop = self.done + len(index)
-        if not np.array_equal(index, np.arange(self.done, stop)):
-            raise FclensError(f"{self.dir}: rows {int(index[0])}..{int(index[-1])} given for "
-                              f"part {self.done}..{stop - 1}; expected consecutive indices")
-        t = _feature_rows(self.schema, index, label, pred, logit_true, features)
-        _check_rows(t, FEATURES, f"{self.path} (rows {self.done}..{stop - 1})", self.n_classes)
-        t = t.replace_schema_metadata({_META_TABLE: b"features",
-                                       _META_VERSION: str(SCHEMA_VERSION).encode(),
-                                       _META_PART: json.dumps(meta).encode()})
-        f = self.dir / f"rows-{self.done:012d}-{stop:012d}.parquet"
-        with atomic_path(f, now=True) as tmp:  # now: on disk when complete, not at stage end
-            pq.write_table(t, tmp, write_page_checksum=True)
-        self._parts.append((f, meta))
-        self.done = stop
-
-    def merge(self, n_rows: int, row_group_size: int) -> None:
-        """The final table at `path` from all parts, which must cover rows 0..n_rows-1."""
-        if self.done != n_rows:
-            raise FclensError(f"{self.dir}: parts hold rows 0..{self.done - 1}; expected "
-                              f"0..{n_rows - 1}")
-        with FeatureWriter(self.path, self.dim, self.n_classes, row_group_size) as w:
-            for f, _ in self._parts:
-                t = read(f, FEATURES, self.n_classes, self.dim)  # checksums, finite, classes
-                w.write(t["index"].to_numpy(), t["label"].to_numpy(), t["pred"].to_numpy(),
-                        t["logit_true"].to_numpy(), _vectors(t["features"]))
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def write_influential(path: str | Path, infl: Influential) -> None:
-    c, k2 = infl.idx.shape
-    write(path, pa.table({
-        "class_index": np.repeat(np.arange(c, dtype=np.int32), k2),
-        "rank": np.tile(np.arange(k2, dtype=np.int16), c),
-        "feature_index": infl.idx.ravel().astype(np.int32),
-        "count": infl.counts.ravel().astype(np.int64)}), INFLUENTIAL, c)
-
-
-def read_influential(path: str | Path, n_classes: int, dim: int) -> Influential:
-    t = read(path, INFLUENTIAL, n_classes).to_pandas().sort_values(["class_index", "rank"])
-    per_class = t.groupby("class_index").size()
-    if len(per_class) != n_classes or per_class.nunique() != 1:
-        raise FclensError(f"{path}: {len(t)} rows for classes {sorted(per_class.index)[:5]}...; "
-                          f"expected the same number of rows (k2) for each of {n_classes} classes")
-    idx = t["feature_index"].to_numpy().reshape(n_classes, -1)
-    if idx.min() < 0 or idx.max() >= dim:
-        raise FclensError(f"{path}: feature_index in {idx.min()}..{idx.max()}; expected "
-                          f"0..{dim - 1}")
-    if dup := [c for c in range(n_classes) if len(np.unique(idx[c])) != idx.shape[1]]:
-        raise FclensError(f"{path}: class_index {dup[:5]} list a feature_index twice; expected "
-                          f"{idx.shape[1]} distinct features per class")
-    return Influential(idx.astype(np.int64), t["count"].to_numpy().reshape(n_classes, -1))
 
 
 def write_frame(path: str | Path, frame: pd.DataFrame, spec: Spec, n_classes: int) -> None:
@@ -501,16 +334,6 @@ def write_ald(out: str | Path, res: dict, names: tuple[str, ...]) -> None:
                r2_line=res["r2_line"]["r2"])
     write_frame(Path(out) / "ald_params.parquet", params, ALD_PARAMS, c)
     write_frame(Path(out) / "ald_gof.parquet", pd.DataFrame(gof), ALD_GOF, c)
-
-
-def read_splits(data: str | Path, head: Head) -> tuple[Features, Features]:
-    """features_train.parquet and features_test.parquet of `data` in memory, checked against
-    `head` (small tables and tests; the analysis stages stream with `open_splits`)."""
-    splits = tuple(read_features(Path(data) / f"features_{s}.parquet", head.n_classes, head.dim)
-                   for s in ("train", "test"))
-    for s, f in zip(("train", "test"), splits):
-        _check_head(Path(data) / f"features_{s}.parquet", f, head)
-    return splits
 
 
 def batch_rows_for(dim: int) -> int:
@@ -542,36 +365,6 @@ class FeatureTable:
         """Batches of only `columns` (e.g. ("label", "pred"): x is (B, 0))."""
         return iter_features(self.path, self.n_classes, self.dim,
                              self.batch_rows or batch_rows_for(self.dim), columns)
-
-
-def first_rows(batches: Iterable[Features], quota: np.ndarray) -> tuple[np.ndarray, Features]:
-    """Image picking in bounded memory: of each (class c, correct?) group, its first
-    quota[c, 0 if correct else 1] rows, streamed from `batches` (label and pred are enough),
-    stopping once every quota is met. Returns their row indices (M,) ascending and their rows
-    (x empty), so a picker that takes the first rows of such groups gives the same images on
-    these as on the whole split."""
-    taken = np.zeros_like(quota, dtype=np.int64)  # (C, 2)
-    rows, labels, preds, start = [], [], [], 0
-    for f in batches:
-        group = f.labels * 2 + (f.preds != f.labels)  # (B,) flat (class, wrong) index
-        # rank of each row within its group, counting the rows already taken before the batch
-        order = np.argsort(group, kind="stable")
-        gs = group[order]
-        first = np.r_[0, np.flatnonzero(gs[1:] != gs[:-1]) + 1]
-        rank = np.empty(len(gs), np.int64)
-        rank[order] = np.arange(len(gs)) - np.repeat(first, np.diff(np.r_[first, len(gs)]))
-        keep = rank + taken.ravel()[group] < quota.ravel()[group]
-        rows.append(start + np.flatnonzero(keep))
-        labels.append(f.labels[keep])
-        preds.append(f.preds[keep])
-        taken.ravel()[:] += np.bincount(group[keep], minlength=taken.size)
-        start += len(f.labels)
-        if (taken >= quota).all():
-            break
-    lab = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    return (np.concatenate(rows) if rows else np.zeros(0, np.int64),
-            Features(np.zeros((len(lab), 0), np.float32), lab,
-                     np.concatenate(preds) if preds else np.zeros(0, np.int64)))
 
 
 def open_splits(data: str | Path, head: Head, batch_rows: int = 0
@@ -630,9 +423,9 @@ def iter_features(path: str | Path, n_classes: int, dim: int, batch_rows: int,
         try:
             for b in f.iter_batches(batch_size=batch_rows, columns=list(columns)):
                 t = pa.Table.from_batches([b])
-                _check_rows(t, sub, f"{path} (rows {start}..{start + t.num_rows - 1})",
+                check_rows(t, sub, f"{path} (rows {start}..{start + t.num_rows - 1})",
                             n_classes)
-                x = (_vectors(t["features"]) if "features" in columns
+                x = (vectors(t["features"]) if "features" in columns
                      else np.zeros((t.num_rows, 0), np.float32))
                 yield Features(x, t["label"].to_numpy().astype(np.int64),
                                t["pred"].to_numpy().astype(np.int64))

@@ -24,9 +24,11 @@ from torchcam.methods import GradCAM, GradCAMpp, SmoothGradCAMpp
 from fclens.analysis.trees import branch_node, chain_node
 from fclens.core.constants import CAM_METHODS
 from fclens.core.errors import FclensError
-from fclens.core.tables import FeatureTable, Head, first_rows
+from fclens.core.tables import FeatureTable, Head
 from fclens.datasets.splits import IMAGE_SUFFIXES
-from fclens.extract.loop import fc_layer, load_uint8, normalizer, uint8_transform
+from fclens.explain.select import first_rows
+from fclens.models.heads import linear_head
+from fclens.models.inputs import load_uint8, normalizer, uint8_transform
 
 
 class GradCAMppFixed(GradCAMpp):
@@ -145,7 +147,7 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, cls: int) -> np.ndar
     """Zhou et al.'s CAM: sum_k W[cls, k] A_k at the map feeding the pooling. (B, h, w)"""
     with torch.inference_mode():
         fmap = model.forward_features(x)  # (B, K, h, w)
-        w = fc_layer(model).weight[cls]  # (K,)
+        w = linear_head(model).weight[cls]  # (K,)
         return torch.einsum("bkhw,k->bhw", fmap.float(), w.float()).cpu().numpy()
 
 

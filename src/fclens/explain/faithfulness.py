@@ -30,6 +30,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,26 +43,15 @@ from fclens.core.constants import CAM_METHODS
 from fclens.core.errors import FclensError
 from fclens.core.tables import Head
 from fclens.explain.cams import check_spatial, class_targets, compute_cams, upsample_unit
-from fclens.extract.loop import fc_layer
+from fclens.explain.select import first_rows
+from fclens.models.heads import linear_head
+
+if TYPE_CHECKING:
+    from fclens.core.params import Faithfulness
 
 RANDOM = "random"
 SCOPES = ("last_block", "all")
 _EPS = 1e-7  # torchcam's ClassificationMetric: drop = relu(p - o) / (p + 1e-7)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The params `faithfulness` section as plain values, plus the seed."""
-
-    method: str
-    targets: list[str]
-    n_per_class: int
-    steps: int
-    n_random: int
-    n_boot: int
-    blur_sigma: float  # baseline blur std, as a fraction of the image side
-    batch_size: int  # images per CAM call and perturbed inputs per forward
-    seed: int
 
 
 # ---------------------------------------------------------------- which images, which targets
@@ -99,7 +89,7 @@ def stage_inputs(model: nn.Module, head: Head, n_per_class: int, photos, dev: to
     """
     from pathlib import Path
 
-    from fclens.core.tables import FeatureTable, first_rows, read_influential
+    from fclens.core.tables import FeatureTable, read_influential
     from fclens.datasets.splits import load_split
     from fclens.explain.cams import photo_inputs, split_images
 
@@ -338,7 +328,8 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def sanity_rank_corr(model: nn.Module, x: torch.Tensor, cls: np.ndarray, sets: TargetSets,
-                     trained: torch.Tensor, s: Settings) -> dict[str, dict[str, float | None]]:
+                     trained: torch.Tensor, s: Faithfulness, seed: int
+                     ) -> dict[str, dict[str, float | None]]:
     """Median Spearman correlation over images between the trained model's raw maps (N, K, h, w)
     and each randomized copy's, per non-random target. For `all` the logit target uses the
     randomized FC row of the same class; channel sets keep their indices."""
@@ -346,13 +337,13 @@ def sanity_rank_corr(model: nn.Module, x: torch.Tensor, cls: np.ndarray, sets: T
     m, c = sets.m[:, :len(names)].copy(), sets.c[:, :len(names)].copy()
     out: dict[str, dict[str, float | None]] = {t: {} for t in names}
     for scope in SCOPES:
-        rnd = randomized(model, scope, s.seed)
+        rnd = randomized(model, scope, seed)
         m2, c2 = m.copy(), c.copy()
         if scope == "all" and "logit" in names:
-            fc = fc_layer(rnd)  # any timm head type, as one linear map
+            fc = linear_head(rnd)  # any timm head type, as one linear map
             m2[:, names.index("logit")] = fc.weight.detach().float().cpu().numpy()[cls]
             c2[:, names.index("logit")] = fc.bias.detach().float().cpu().numpy()[cls]
-        maps = raw_maps(rnd, x, m2, c2, s.method, s.batch_size, s.seed)  # (N, T, h, w)
+        maps = raw_maps(rnd, x, m2, c2, s.method, s.batch_size, seed)  # (N, T, h, w)
         for j, t in enumerate(names):
             rho = spearman_rows(trained[:, j].flatten(1).numpy(), maps[:, j].flatten(1).numpy())
             out[t][scope] = None if np.isnan(rho).all() else float(np.nanmedian(rho))
@@ -371,7 +362,7 @@ class Result:
 
 
 def evaluate(model: nn.Module, head: Head, nodes: pd.DataFrame, influential: np.ndarray | None,
-             x: torch.Tensor, cls: np.ndarray, s: Settings) -> Result:
+             x: torch.Tensor, cls: np.ndarray, s: Faithfulness, seed: int) -> Result:
     """All three measures for images x (N, 3, H, W) (normalized, on the model's device), each
     explained for its class cls (N,) (the prediction)."""
     if len(x) == 0:
@@ -379,10 +370,10 @@ def evaluate(model: nn.Module, head: Head, nodes: pd.DataFrame, influential: np.
     if s.method not in CAM_METHODS:
         raise FclensError(f"params.yaml faithfulness.method: {s.method!r}; allowed "
                           f"{', '.join(CAM_METHODS)}")
-    sets = target_sets(head, nodes, influential, np.asarray(cls), s.targets, s.n_random, s.seed)
+    sets = target_sets(head, nodes, influential, np.asarray(cls), s.targets, s.n_random, seed)
     check_spatial(model, x)  # tokens (ViTs) have no map to perturb: fail before any work
     t0 = time.perf_counter()
-    raw = raw_maps(model, x, sets.m, sets.c, s.method, s.batch_size, s.seed)  # (N, K, h, w)
+    raw = raw_maps(model, x, sets.m, sets.c, s.method, s.batch_size, seed)  # (N, K, h, w)
     maps = upsample_unit(raw, tuple(x.shape[-2:])).to(x.device)  # (N, K, H, W) in [0, 1]
     t1 = time.perf_counter()
     cls_t = torch.as_tensor(np.asarray(cls), device=x.device, dtype=torch.long)
@@ -390,13 +381,13 @@ def evaluate(model: nn.Module, head: Head, nodes: pd.DataFrame, influential: np.
     # CPU (metrics/bench/extract.json), and the caller's model is left as it was.
     scorer = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
     curves = perturbation_curves(scorer, x, blurred(x, s.blur_sigma),
-                                 pixel_ranks(maps, s.seed), cls_t, s.steps, s.batch_size)
+                                 pixel_ranks(maps, seed), cls_t, s.steps, s.batch_size)
     drop, inc = drop_and_increase(scorer, x, maps, cls_t, s.batch_size)
     del scorer
     t2 = time.perf_counter()
-    sanity = sanity_rank_corr(model, x, np.asarray(cls), sets, raw, s)
+    sanity = sanity_rank_corr(model, x, np.asarray(cls), sets, raw, s, seed)
     t3 = time.perf_counter()
-    metrics, mean_curves = summarize(sets, curves, drop, inc, s)
+    metrics, mean_curves = summarize(sets, curves, drop, inc, s, seed)
     metrics["sanity_rank_corr"] = sanity
     metrics["sanity_randomized"] = {"last_block": last_block(model),
                                     "all": "every parameter, FC included"}
@@ -407,7 +398,7 @@ def evaluate(model: nn.Module, head: Head, nodes: pd.DataFrame, influential: np.
 
 
 def summarize(sets: TargetSets, curves: Curves, drop: np.ndarray, inc: np.ndarray,
-              s: Settings) -> tuple[dict, dict]:
+              s: Faithfulness, seed: int) -> tuple[dict, dict]:
     """faithfulness.json (less the sanity part) and the mean curves per target."""
     t = len(sets.names)
 
@@ -418,7 +409,7 @@ def summarize(sets: TargetSets, curves: Curves, drop: np.ndarray, inc: np.ndarra
     drop, inc = per_target(drop), per_target(inc)
     gap = ins - dele  # (N, T + 1)
     diff = gap[:, :t] - gap[:, t:]  # (N, T): each target against the random control, paired
-    lo, hi = bootstrap_ci(diff, s.n_boot, s.seed)
+    lo, hi = bootstrap_ci(diff, s.n_boot, seed)
     names = [*sets.names, RANDOM]
     targets = {}
     for j, name in enumerate(names):

@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from fclens.core.errors import FclensError
+from fclens.models.heads import FeaturePath
+from fclens.models.inputs import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +46,6 @@ F32_TOL = 1e-4  # max abs feature error vs torch: f32 engines agree to ~1e-6 on 
 # largest feature. OpenVINO bf16 is off by ~1/100 on ResNet20 (0.047, features up to 4.7); a
 # wrong graph (normalization, layout) is off by the order of the features themselves.
 BF16_REL_TOL = 1 / 16
-
-
-class FeaturePath(nn.Module):
-    """uint8 NHWC (or normalized float NCHW) -> (features (B, D), logits (B, C)).
-
-    The one definition of what extraction computes: torch runs it eagerly, engines run its ONNX
-    export. Logits come from the model's own head, so FC(features) == logits checks the split.
-    """
-
-    def __init__(self, norm: nn.Module, model: nn.Module) -> None:
-        super().__init__()
-        self.norm, self.model = norm, model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fmap = self.model.forward_features(self.norm(x))
-        return self.model.forward_head(fmap, pre_logits=True), self.model.forward_head(fmap)
 
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # (B, ...) -> (B, D), (B, C)
@@ -223,3 +209,18 @@ def check_features(name: str, got: np.ndarray, ref: np.ndarray, bf16: bool = Fal
                           f"the first batch by max abs {err:.3g} (allowed {tol:.3g}); use "
                           f"extract.engine: torch for this model")
     return err
+
+
+def for_config(cfg) -> tuple[str, Callable] | None:
+    """The engine params.yaml `extract` asks for, as extract()'s `engine` argument: None for
+    torch, and on CUDA, which always runs torch (an engine there is ignored with a warning, so
+    one params.yaml serves CPU and GPU hosts with device: auto)."""
+    if cfg.engine == "torch":
+        return None
+    dev = resolve_device(cfg.device)
+    if dev.type != "cpu":
+        log.warning("params.yaml extract.engine: %r ignored on %s; CUDA runs torch", cfg.engine,
+                    dev)
+        return None
+    bf16 = cfg.amp == "bf16"
+    return cfg.engine, lambda path, x: engine_for(cfg.engine, path, x, cfg.num_threads, bf16)

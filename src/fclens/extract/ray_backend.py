@@ -1,13 +1,14 @@
 """The ray backend of extraction (params.yaml extract.backend: ray), on Ray Data.
 
 CPU tasks read the split and make the model's inputs: an image folder's files are decoded and
-resized/cropped to uint8 by the model's own preprocessing (`extract.uint8_transform`), in-memory
+resized/cropped to uint8 by the model's own preprocessing (`models.inputs.uint8_transform`),
+in-memory
 arrays are sliced from the object store. An actor pool runs the model: each actor receives it
 once through the object store and calls `extract.extract` on each batch, so normalization, AMP,
 pinned memory and the FC(features) == logits check are the local backend's own. Both splits
 share one pipeline (one actor pool). The driver receives the rows (in order: Ray Data's
 preserve_order; rows that came early would wait for their turn) and writes them a row group at
-a time into the same resumable parts as the local backend (`tables.FeatureParts`): the tables
+a time into the same resumable parts as the local backend (`parts.FeatureParts`): the tables
 do not depend on the backend, up to float rounding. A dead actor is restarted and its batch
 redone by Ray Data (max_restarts and max_task_retries default to -1 for actor pools).
 
@@ -21,24 +22,24 @@ import logging
 import os
 import socket
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from itertools import groupby
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from fclens.core.errors import FclensError
-from fclens.core.tables import FeatureParts
-from fclens.extract.loop import (
-    ExtractConfig,
-    ExtractResult,
-    RowBuffer,
-    extract,
-    load_uint8,
-    uint8_transform,
-)
+from fclens.extract import engines
+from fclens.extract.backend import batches_per_part
+from fclens.extract.loop import ExtractResult, RowBuffer, extract
+from fclens.extract.parts import FeatureParts
+from fclens.models.inputs import load_uint8, uint8_transform
+
+if TYPE_CHECKING:
+    from fclens.core.params import Extract
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +144,15 @@ class ModelActor:
     """One model per actor, received once; `extract` on each batch (an engine other than
     torch is built on the first and reused: engines.engine_for)."""
 
-    def __init__(self, model, cfg: ExtractConfig) -> None:
+    def __init__(self, model, cfg: Extract) -> None:
         self.model, self.cfg = _get(model), cfg  # (an ObjectRef of) an nn.Module
+        self.engine = engines.for_config(cfg)
 
     def __call__(self, batch: dict) -> dict:
         rows = RowBuffer()
         xy = (torch.from_numpy(batch["image"]), torch.from_numpy(batch["label"]))
-        r = extract(self.model, [xy], self.cfg, rows, total=1, desc="ray actor")
+        r = extract(self.model, [xy], self.cfg, rows, total=1, desc="ray actor",
+                    engine=self.engine)
         label, pred, logit_true, features = rows.columns()
         b = len(label)
         setup = np.zeros(b)
@@ -165,7 +168,7 @@ class RayBackend:
     """Connects on first use (a local Ray when extract.ray_address is empty), checks the
     cluster has what extract.ray_actors asks for, and computes splits into parts."""
 
-    def __init__(self, model: nn.Module, cfg: ExtractConfig) -> None:
+    def __init__(self, model: nn.Module, cfg: Extract) -> None:
         self.model, self.cfg = model, cfg
         self._ray = None
         self._started = False  # whether this process started Ray (then it stops it too)
@@ -261,8 +264,8 @@ class RayBackend:
             inputs.append(ds)
         # each actor's own GPU is its cuda:0; a CPU actor must not take a GPU it was not given;
         # CUDA runs torch (extract() would warn about the engine on every batch)
-        actor_cfg = replace(cfg, device="cuda" if self._gpu else "cpu",
-                            engine="torch" if self._gpu else cfg.engine)
+        actor_cfg = cfg.model_copy(update={"device": "cuda" if self._gpu else "cpu",
+                                           "engine": "torch" if self._gpu else cfg.engine})
         ds = (inputs[0].union(*inputs[1:]) if len(inputs) > 1 else inputs[0]).map_batches(
             ModelActor, batch_size=bs, zero_copy_batch=False,
             fn_constructor_kwargs=dict(model=ray.put(self.model), cfg=actor_cfg),
@@ -294,7 +297,7 @@ class RayBackend:
         row parts.done on; returns the time the last part was written. Rows may arrive in any
         order (a union of splits interleaves them): they wait in `buf` until their turn."""
         split, parts, desc = job
-        n, per_part = len(split.labels), self.cfg.batches_per_part * self.cfg.batch_size
+        n, per_part = len(split.labels), batches_per_part(self.cfg) * self.cfg.batch_size
         have = sum(len(x["index"]) for x in buf)
         if have < per_part and parts.done + have < n:  # no part can be complete yet
             return t0

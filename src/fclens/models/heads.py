@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from fclens.core.errors import FclensError
+from fclens.core.tables import Head
 
 # wrappers whose forward(x, pre_logits=True) returns the input of their `.fc`
 _FC_WRAPPERS = ("ClassifierHead", "NormMlpClassifierHead", "ClNormMlpClassifierHead")
@@ -62,6 +63,11 @@ class LinearHead:
     @property
     def in_features(self) -> int:
         return int(self.weight.shape[1])
+
+    def to_head(self, names) -> Head:
+        """The stored record of this layer (float32 numpy, with its class names)."""
+        return Head(self.weight.detach().float().cpu().numpy(),  # (C, D)
+                    self.bias.detach().float().cpu().numpy(), tuple(names))
 
 
 def model_name(model: nn.Module) -> str:
@@ -160,3 +166,19 @@ def _branches(heads: nn.ModuleList, a: torch.Tensor, fail) -> tuple[torch.Tensor
         raise fail("a branch head is not a linear layer")
     w = torch.cat([a[i] * m[0] for i, m in enumerate(maps)], dim=1)  # (C, sum D_i)
     return w, sum(a[i] * m[1] for i, m in enumerate(maps))
+
+
+class FeaturePath(nn.Module):
+    """uint8 NHWC (or normalized float NCHW) -> (features (B, D), logits (B, C)).
+
+    The one definition of what extraction computes: torch runs it eagerly, engines run its ONNX
+    export. Logits come from the model's own head, so FC(features) == logits checks the split.
+    """
+
+    def __init__(self, norm: nn.Module, model: nn.Module) -> None:
+        super().__init__()
+        self.norm, self.model = norm, model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fmap = self.model.forward_features(self.norm(x))
+        return self.model.forward_head(fmap, pre_logits=True), self.model.forward_head(fmap)

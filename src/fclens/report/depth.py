@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from fclens.core.errors import FclensError
 from fclens.core.io import read_json
 from fclens.models.spec import CIFAR_RESNET
@@ -45,25 +43,9 @@ def _need(path: Path, *keys: str) -> dict:
     return d
 
 
-def check_declared(models: list[str], dvc_yaml: Path = Path("dvc.yaml")) -> None:
-    """Each model's metrics folder must be a dep of the depth_study stage in dvc.yaml.
-
-    DVC cannot turn `depth_study.models` into deps, so dvc.yaml lists the folders by hand; a
-    model added to the params without its folder would read files DVC does not track there.
-    """
-    if not Path(dvc_yaml).is_file():
-        raise FclensError(f"{dvc_yaml}: not found; run the depth study from the project root")
-    deps = yaml.safe_load(Path(dvc_yaml).read_text())["stages"]["depth_study"]["deps"]
-    declared = {str(d).rstrip("/") for d in deps}
-    if missing := [f"metrics/{m}" for m in models if f"metrics/{m}" not in declared]:
-        raise FclensError(f"{dvc_yaml} stages.depth_study.deps: add {', '.join(missing)} "
-                          f"(depth_study.models lists them)")
-
-
 def depth_study(metrics_dir: str | Path, models: list[str], archs: dict[str, str]
                 ) -> tuple[dict, list[list]]:
     """depth.json's content and the plot's series (depths, rel_acc, damage, damage_non)."""
-    check_declared(models)
     rows = depth_rows(metrics_dir, models, archs)
     series = [[r[k] for r in rows] for k in ("depth", "rel_acc", "damage_influential",
                                              "damage_noninfluential")]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# the explanation methods' display names (Visual explanations, Timing)
+CAM_NAMES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
+             "smooth_gradcampp": "Smooth Grad-CAM++"}
+
 
 def pct(x) -> str:
     """A fraction as a percentage; None (NaN in the JSON) -> n/a; "inf" strings as they are."""

@@ -1,21 +1,15 @@
-"""The report's weight-banding and hyperplane sections (fclens.banding, fclens.hyperplanes).
+"""Weight banding: metrics/<m>/banding.json, the GAP-vs-flatten experiment
+(metrics/banding_experiment.json) and plots/pictures/<m>/banding_by_depth.png (fclens.banding).
 
-Each section returns its Markdown lines, reads its files through `Inputs` (a missing file or key
-raises FclensError naming it) and shows numbers only as the JSON holds them.
+Numbers are shown only as the JSON holds them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from fclens.report.doc import Inputs
 from fclens.report.fmt import figure, num, pct, table
 
-if TYPE_CHECKING:  # sections imports this module to list it in SECTIONS: no cycle at runtime
-    from fclens.report.sections import Inputs
-
 EXPERIMENT_JSON = "metrics/banding_experiment.json"
-HYPERPLANES_JSON = "metrics/hyperplanes.json"
-HYPERPLANES_PNG = "plots/pictures/hyperplanes.png"
 
 BANDING_NOTE = (
     "Banding score of a spatial convolution: for every (output, input) kernel, after removing "
@@ -90,16 +84,3 @@ def section_banding(inp: Inputs) -> list[str]:
                        num(e["flatten_last_layer_horizontal"], ".4f"), pct(e["test_acc_gap"]),
                        pct(e["test_acc_flatten"])]])
     return lines + [experiment_verdict(e) + " " + training_note(e), ""]
-
-
-def section_hyperplanes(inp: Inputs) -> list[str]:
-    h = inp.json(HYPERPLANES_JSON)
-    acc = ", ".join(f"{it}: {pct(a)}" for it, a in zip(h["iterations"], h["train_acc"]))
-    return ([f"F. Fleuret's picture of a 2-{h['n_hidden']}-2 ReLU MLP learning two moons "
-             f"({h['n_points']} points, {h['steps']} full-batch Adam steps): each hidden unit "
-             f"is the line where it switches on, and the network is linear between the lines, "
-             f"so the decision boundary is built from pieces of them. Train accuracy by "
-             f"iteration: {acc}; final {pct(h['final_train_acc'])}.", ""]
-            + figure(inp.png(HYPERPLANES_PNG),
-                     "hidden units' lines {x : w·x + b = 0} at 8 iterations, log-spaced; "
-                     "background: the predicted class."))

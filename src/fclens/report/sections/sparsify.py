@@ -1,18 +1,13 @@
 """The report's sparse-heads section, from metrics/<m>/sparsify.json and plots/<m>/sparsify.png,
 global_pruning.png (stage sparsify, one per `sparsify.models` entry).
 
-`inp` is `sections.Inputs`; it is not imported here so that sections.py can import this module.
 Every number and every verdict is read or computed from the metrics, never typed.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from fclens.report.doc import Inputs
 from fclens.report.fmt import figure, num, pct, table
-
-if TYPE_CHECKING:
-    from fclens.report.sections import Inputs
 
 SHOWN_K = (1, 2, 5, 10, 20)  # grid columns of the table (those in the model's grid)
 

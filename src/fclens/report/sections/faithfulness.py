@@ -1,12 +1,11 @@
 """The report's faithfulness section, from metrics/<m>/faithfulness.json and
 plots/faithfulness/<m>.png (stages faithfulness_dataset / faithfulness_photos).
-
-`inp` is `sections.Inputs`; it is not imported here so that sections.py can import this module.
 """
 
 from __future__ import annotations
 
 from fclens.core.errors import FclensError
+from fclens.report.doc import Inputs
 from fclens.report.fmt import figure, num, table
 
 ORDER = ("logit", "terminal+", "terminal-", "branch+", "branch-", "influential", "random")
@@ -58,7 +57,7 @@ def _sanity(f: dict, t: str, scope: str) -> str:
     return num(s[t][scope]) if t in s else "-"
 
 
-def section_faithfulness(inp) -> list[str]:
+def section_faithfulness(inp: Inputs) -> list[str]:
     models = list(dict.fromkeys([*inp.feature_models, *inp.photo_models]))
     if not models:
         return ["No model to measure (`feature_models` and `explain.photo_models` are empty).",

@@ -3,12 +3,8 @@ influential and terminal+ features (metrics/<m>/exemplars.json) beside its two f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from fclens.report.doc import Inputs
 from fclens.report.fmt import figure, num, table
-
-if TYPE_CHECKING:  # annotation only: sections.py may import this module at its top
-    from fclens.report.sections import Inputs
 
 PLOT_DIR = "plots/exemplars"  # <m>/{exemplars,activations}.png, written by the exemplars stage
 
