@@ -2,17 +2,16 @@
 trained with GAP and with the final map flattened, per seed -> banding_experiment.json."""
 
 from _stage import run
-from fclens import data
 from fclens.analysis import banding
 from fclens.core import io
+from fclens.datasets.splits import load_split
 
 
 def main(a, p):
     e = p.banding_experiment
     p.dataset(e.dataset)  # known to params.yaml; the library refuses an image folder
-    train, test = (data.load_split(f"{a.data}/{s}.npz") for s in ("train", "test"))
-    cfg = banding.ExperimentConfig(e.epochs, e.n_train, e.batch_size, e.lr)
-    metrics = banding.banding_experiment(train, test, e.seeds, cfg)
+    train, test = (load_split(f"{a.data}/{s}.npz") for s in ("train", "test"))
+    metrics = banding.banding_experiment(train, test, e)
     io.write_json(a.metrics, metrics, digits=4)
 
 

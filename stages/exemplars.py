@@ -4,9 +4,9 @@ Algorithm-1 influential and terminal+ features, streamed over the training featu
 from pathlib import Path
 
 from _stage import run
-from fclens import data
 from fclens.analysis import trees
 from fclens.core import io, tables
+from fclens.datasets.splits import load_split
 from fclens.explain import exemplars
 from fclens.plots import maps
 
@@ -15,7 +15,7 @@ def main(a, p):
     head = tables.read_fc_weights(a.weights)
     classes = p.class_indices("explain.classes", head.n_classes, a.weights)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
-    split = data.load_split(Path(a.data) / "train.npz")
+    split = load_split(Path(a.data) / "train.npz")
     batches = tables.iter_features(a.features, head.n_classes, head.dim, exemplars.BATCH_ROWS)
     top = trees.chain_rank(head.w)[:, :exemplars.N_TERMINAL]  # terminal+: the top weights
     r = exemplars.exemplars(batches, infl, top, head.n_classes, classes, split.labels, a.features)

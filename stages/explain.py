@@ -22,5 +22,4 @@ def main(a, p):
 
 
 if __name__ == "__main__":
-    run("explain", main, "model weights trees out metrics timing", "data features influential",
-        builds_models=True)
+    run("explain", main, "model weights trees out metrics timing", "data features influential")

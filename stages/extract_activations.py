@@ -14,4 +14,4 @@ def main(a, p):
 
 
 if __name__ == "__main__":
-    run("extract_activations", main, "model data out metrics timing", builds_models=True)
+    run("extract_activations", main, "model data out metrics timing")

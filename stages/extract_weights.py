@@ -16,4 +16,4 @@ def main(a, p):
 
 
 if __name__ == "__main__":
-    run("extract_weights", main, "model out", builds_models=True)
+    run("extract_weights", main, "model out")

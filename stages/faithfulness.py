@@ -26,4 +26,4 @@ def main(a, p):
 
 if __name__ == "__main__":
     run("faithfulness", main, "model weights trees metrics timing plot",
-        "data features influential", builds_models=True)
+        "data features influential")

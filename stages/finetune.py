@@ -20,4 +20,4 @@ def main(a, p):
 
 
 if __name__ == "__main__":
-    run("finetune", main, "model weights influential extract metrics", builds_models=True)
+    run("finetune", main, "model weights influential extract metrics")

@@ -14,9 +14,10 @@ def main(a, p):
     t0 = time.perf_counter()
     res = ald.compare_families(head.w)
     io.write_json(a.timing, {"fit_seconds": time.perf_counter() - t0}, digits=3)
-    tables.write_ald(a.out, res, head.names)
+    tables.write_ald(a.out, res, head.names, tuple(ald.FAMILIES))
     io.write_json(a.metrics, ald.summary(res), digits=4)
-    weights.plot_ald(head.w, res, head.names, classes, a.plots)
+    weights.plot_ald(ald.class_curves(head.w, res, classes), res["ald_fit"]["kappa"], head.names,
+                     a.plots)
 
 
 if __name__ == "__main__":

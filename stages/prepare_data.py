@@ -1,12 +1,12 @@
 """Decode a dataset archive once, or index an image folder -> data/<ds>/{train,test}.npz."""
 
 from _stage import run
-from fclens import data
 from fclens.core import io
+from fclens.datasets.prepare import prepare
 
 
 def main(a, p):
-    info = data.prepare(p.dataset(a.dataset), f"params.yaml datasets.{a.dataset}", a.out)
+    info = prepare(p.dataset(a.dataset), f"params.yaml datasets.{a.dataset}", a.out)
     io.write_json(a.metrics, info)
 
 

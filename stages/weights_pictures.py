@@ -14,4 +14,4 @@ def main(a, p):
 
 
 if __name__ == "__main__":
-    run("weights_pictures", main, "model weights out banding", builds_models=True)
+    run("weights_pictures", main, "model weights out banding")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from fclens.analysis import ald
 from fclens.analysis.ald import (
     BOUNDARY_LEFT,
     BOUNDARY_RIGHT,
@@ -15,12 +16,9 @@ from fclens.analysis.ald import (
     NONFINITE,
     TIES,
     TOO_FEW,
-    _cdf,
-    _logistic_ll,
-    _logistic_ll_grad_hess,
-    _t_ll,
-    _t_ll_grad_hess,
+    Family,
     best_family,
+    class_curves,
     compare_families,
     fit_ald,
     fit_logistic,
@@ -28,7 +26,15 @@ from fclens.analysis.ald import (
     r2_log_sorted_abs,
     summary,
 )
+from fclens.analysis.ald.families.logistic import _logistic_ll, _logistic_ll_grad_hess
+from fclens.analysis.ald.families.student_t import _t_ll, _t_ll_grad_hess
+from fclens.core import tables
 from fclens.core.errors import FclensError
+
+
+def _cdf(family: str, fit: dict, xs: np.ndarray) -> np.ndarray:
+    """Fitted cdf at xs (G, n), from the family's log cdf."""
+    return np.exp(FAMILIES[family].log_cdf_sf(xs, fit)[0])
 
 
 @pytest.mark.parametrize("kappa,loc,scale", [(0.5, 0.2, 1.0), (1.0, 0.0, 0.3), (2.0, -1.0, 0.05)])

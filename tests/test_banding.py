@@ -12,13 +12,14 @@ from torch import nn
 from fclens.analysis import banding, hyperplanes
 from fclens.core.errors import FclensError
 from fclens.core.io import write_json
-from fclens.core.params import Params
+from fclens.core.params import BandingExperiment, Params
 from fclens.core.tables import Head
 from fclens.datasets.splits import FolderSplit, Split
 from fclens.explain.pictures import draw_pictures
 from fclens.models.cifar_resnet import CifarResNet
-from fclens.report.banding import experiment_verdict, section_banding, section_hyperplanes
-from fclens.report.sections import Inputs
+from fclens.report.doc import Inputs
+from fclens.report.sections.banding import experiment_verdict, section_banding
+from fclens.report.sections.hyperplanes import section_hyperplanes
 
 RNG = np.random.default_rng(0)
 
@@ -154,7 +155,7 @@ def _split(n: int, seed: int, size: int = 8) -> Split:
     return Split(images, (np.arange(n) % 3).astype(np.int16), ("a", "b", "c"))
 
 
-CFG = banding.ExperimentConfig(epochs=2, n_train=24, batch_size=8, lr=0.01)
+CFG = BandingExperiment(epochs=2, n_train=24, batch_size=8, lr=0.01, seeds=[0, 1])
 
 
 def test_balanced_subset_takes_classes_in_turn():
@@ -166,8 +167,8 @@ def test_balanced_subset_takes_classes_in_turn():
 
 def test_experiment_runs_and_is_deterministic_for_a_seed():
     train, test = _split(30, 0), _split(12, 1)
-    a = banding.banding_experiment(train, test, [0, 1], CFG)
-    b = banding.banding_experiment(train, test, [0, 1], CFG)
+    a = banding.banding_experiment(train, test, CFG)
+    b = banding.banding_experiment(train, test, CFG)
     assert a == b
     assert a["epochs"] == 2 and a["n_train"] == 24 and a["chance"] == 0.25
     assert len(a["gap_last_layer_horizontal_by_seed"]) == 2
@@ -176,13 +177,14 @@ def test_experiment_runs_and_is_deterministic_for_a_seed():
     assert a["claim_holds"] == all(g > f for g, f in zip(a["gap_last_layer_horizontal_by_seed"],
                                                          a["flatten_last_layer_horizontal_by_seed"]))
     assert all(0 <= v <= 1 for v in a["test_acc_flatten_by_seed"])
-    c = banding.banding_experiment(train, test, [2], CFG)
+    c = banding.banding_experiment(train, test, CFG.model_copy(update={"seeds": [2]}))
     assert c["gap_last_layer_horizontal_by_seed"] != a["gap_last_layer_horizontal_by_seed"][:1]
 
 
 def test_gap_and_flatten_share_the_conv_initialisation():
     x, y = _split(24, 0).images, np.arange(24) % 3
-    cfg0 = banding.ExperimentConfig(epochs=0, n_train=24, batch_size=8, lr=0.01)
+    # epochs=0 (untrained), which params.yaml refuses: built without validation
+    cfg0 = BandingExperiment.model_construct(epochs=0, n_train=24, batch_size=8, lr=0.01)
     gap, _ = banding.train_small_cnn(x, y, 3, "gap", cfg0, 5)
     flat, _ = banding.train_small_cnn(x, y, 3, "flatten", cfg0, 5)
     assert torch.equal(gap.conv3.weight, flat.conv3.weight)
@@ -192,10 +194,11 @@ def test_gap_and_flatten_share_the_conv_initialisation():
 def test_experiment_refuses_bad_input():
     train, test = _split(30, 0), _split(12, 1)
     with pytest.raises(FclensError, match="n_train: 100 exceeds the 30"):
-        banding.banding_experiment(train, test, [0], banding.ExperimentConfig(1, 100, 8, 0.01))
+        banding.banding_experiment(train, test, BandingExperiment(epochs=1, n_train=100,
+                                                               batch_size=8, lr=0.01, seeds=[0]))
     folder = FolderSplit("/x", np.array(["a.jpg"]), np.zeros(1, np.int16), ("a",))
     with pytest.raises(FclensError, match="needs decoded images"):
-        banding.banding_experiment(folder, test, [0], CFG)
+        banding.banding_experiment(folder, test, CFG)
     with pytest.raises(FclensError, match="divisible by 4"):
         banding.SmallCnn("gap", (10, 10), 3)
 

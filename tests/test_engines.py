@@ -11,12 +11,11 @@ import torch
 
 from conftest import ROOT
 from fclens.core.errors import FclensError
-from fclens.core.params import Extract
+from fclens.core.params import Extract, ModelSpec
 from fclens.core.tables import read_features
 from fclens.extract import engines
 from fclens.extract.loop import extract
 from fclens.extract.parts import FeatureWriter
-from fclens.models import ModelSpec
 from fclens.models.inputs import uint8_batches
 from fclens.models.registry import build_model
 

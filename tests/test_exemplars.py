@@ -12,8 +12,8 @@ from fclens.datasets.splits import Split, scan_image_folder
 from fclens.explain import exemplars as ex
 from fclens.extract.parts import FeatureWriter
 from fclens.plots import maps
-from fclens.report.exemplars import section_exemplars
-from fclens.report.sections import Inputs
+from fclens.report.doc import Inputs
+from fclens.report.sections.exemplars import section_exemplars
 
 
 def _write_features(path, x, y, row_group: int):

@@ -1,9 +1,11 @@
 """The ray backend (extract_ray.py) on a local Ray: the local backend's tables, an actor killed
-mid-run changes nothing, an unreachable cluster is a clear error. One Ray for the module: it
-takes ~10 s to start."""
+mid-run changes nothing, an unreachable cluster is a clear error. One local Ray for the module:
+it takes ~10 s to start. And on a cluster of nodes started by the test (`ray.cluster_utils.
+Cluster`, as Ray tests itself): the local tables, also when a worker node is lost mid-run."""
 
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,24 +13,47 @@ import pytest
 from conftest import ROOT, assert_same_tables, make_image_folder
 from fclens.core.constants import CIFAR10_CLASSES
 from fclens.core.errors import FclensError
-from fclens.core.params import Extract
+from fclens.core.params import Extract, ModelSpec
 from fclens.datasets.splits import Split, save_split, scan_image_folder
 from fclens.extract import ray_backend as extract_ray
 from fclens.extract.backend import extract_splits
 from fclens.models.registry import build_model
-from fclens.models.spec import ModelSpec
 
 CFG = Extract(batch_size=8, row_group_size=16, num_workers=0)
 RAY = Extract(batch_size=8, row_group_size=16, backend="ray", ray_actors=2)
 
 
 @pytest.fixture(scope="module")
-def ray_local():
+def ray_module():
     ray = pytest.importorskip("ray")
-    # logical CPUs: two model actors and a decoding task run at once (on the 2 cores here)
-    ray.init(num_cpus=3, include_dashboard=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def ray_local(ray_module):
+    """The module's local Ray, started by the first test that asks (and again after a cluster
+    test: a driver is in one Ray at a time)."""
+    if not ray_module.is_initialized():
+        # logical CPUs: two model actors and a decoding task run at once (on the 2 cores here)
+        ray_module.init(num_cpus=3, include_dashboard=False)
+    return ray_module
+
+
+@pytest.fixture
+def ray_cluster(ray_module):
+    """A cluster on this machine, as Ray tests itself: a head node of one CPU (the driver joins
+    it), and the worker nodes the test adds. The module's local Ray stops first."""
+    from ray.cluster_utils import Cluster
+
+    ray_module.shutdown()
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        yield cluster
+    finally:
+        ray_module.shutdown()  # the backend left it; a failed test may not have
+        cluster.shutdown()
 
 
 def _arrays(d, n_train=45, n_test=20):
@@ -47,15 +72,20 @@ def _folder(d):
     return d, build_model(ModelSpec(name="t", arch="cifar_resnet8", num_classes=3), seed=1)
 
 
+def _assert_same_metrics(m_ray, m_local):
+    assert {k: v for k, v in m_ray.items() if k != "logit_max_abs_err"} == \
+        {k: v for k, v in m_local.items() if k != "logit_max_abs_err"}
+    assert m_ray["logit_max_abs_err"] < 1e-4
+
+
 @pytest.mark.parametrize("source", [_arrays, _folder])
 def test_ray_backend_gives_the_local_tables(ray_local, tmp_path, source):
     data, model = source(tmp_path)
     m_local, _ = extract_splits(model, data, tmp_path / "local", CFG, "t")
     m_ray, t_ray = extract_splits(model, data, tmp_path / "ray", RAY, "t")
     assert_same_tables(tmp_path / "local", tmp_path / "ray")
-    assert {k: v for k, v in m_ray.items() if k != "logit_max_abs_err"} == \
-        {k: v for k, v in m_local.items() if k != "logit_max_abs_err"}
-    assert m_ray["logit_max_abs_err"] < 1e-4 and t_ray["images_per_s"] > 0
+    _assert_same_metrics(m_ray, m_local)
+    assert t_ray["images_per_s"] > 0
     assert ray_local.is_initialized()  # a Ray it did not start is left running
 
 
@@ -101,6 +131,74 @@ def test_resumes_local_parts_and_survives_a_killed_actor(ray_local, tmp_path, mo
     assert (tmp_path / "crashed").exists()
     extract_splits(model, data, tmp_path / "local", CFG, "t")
     assert_same_tables(tmp_path / "local", tmp_path / "ray")
+
+
+class OnNodes(extract_ray.ModelActor):
+    """Notes the node of each batch (a file named by its node id in `seen`), and takes its time
+    (`delay` s a batch): long enough a run to lose a node in the middle of it."""
+
+    seen = ""
+    delay = 0.0
+
+    def __call__(self, batch):
+        import ray
+
+        open(os.path.join(self.seen, ray.get_runtime_context().get_node_id()), "a").close()
+        time.sleep(self.delay)
+        return super().__call__(batch)
+
+
+def _on_nodes(tmp_path, monkeypatch, delay=0.0):
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/ on path
+    (tmp_path / "seen").mkdir()
+    monkeypatch.setattr(OnNodes, "seen", str(tmp_path / "seen"))
+    monkeypatch.setattr(OnNodes, "delay", delay)
+    monkeypatch.setattr(extract_ray, "ModelActor", OnNodes)
+    return lambda: set(os.listdir(tmp_path / "seen"))  # the nodes that ran the model so far
+
+
+def test_a_two_node_cluster_gives_the_local_tables(ray_cluster, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    worker = ray_cluster.add_node(num_cpus=2)  # with the head's one: 2 actors and a decoder
+    ray_cluster.wait_for_nodes()
+    nodes = _on_nodes(tmp_path, monkeypatch)
+    data, model = _arrays(tmp_path)
+    m_local, _ = extract_splits(model, data, tmp_path / "local", CFG, "t")
+    cfg = RAY.model_copy(update={"ray_address": ray_cluster.address})
+    m_ray, _ = extract_splits(model, data, tmp_path / "ray", cfg, "t")
+    assert_same_tables(tmp_path / "local", tmp_path / "ray")
+    _assert_same_metrics(m_ray, m_local)
+    assert worker.node_id in nodes()  # the head has one CPU: an actor ran on the worker
+    assert not ray.is_initialized()  # the backend joined the cluster, and left it
+
+
+def test_a_worker_node_lost_mid_run_changes_nothing(ray_cluster, tmp_path, monkeypatch):
+    # two workers: once one is gone, the head's and the other's 3 CPUs still hold the 2 actors
+    # (one of them restarted by Ray) and a decoding task; no replacement node needed
+    workers = [ray_cluster.add_node(num_cpus=2) for _ in range(2)]
+    ray_cluster.wait_for_nodes()
+    nodes = _on_nodes(tmp_path, monkeypatch, delay=0.2)  # ~0.1 s a batch on the model itself
+    data, model = _arrays(tmp_path, n_train=80, n_test=24)  # 5 + 2 parts of 2 batches
+    write, parts, lost = extract_ray.RayBackend._write, [], []
+
+    def then_lose_a_node(p, c, seconds):  # the driver, once its first part is written
+        write(p, c, seconds)
+        parts.append(len(c["index"]))
+        if not lost:
+            victim = next(w for w in workers if w.node_id in nodes())  # it hosts an actor
+            ray_cluster.remove_node(victim)  # its processes killed: the actor, its blocks
+            lost.append((victim.node_id, len(parts)))
+
+    monkeypatch.setattr(extract_ray.RayBackend, "_write", staticmethod(then_lose_a_node))
+    cfg = RAY.model_copy(update={"ray_address": ray_cluster.address})
+    m_ray, _ = extract_splits(model, data, tmp_path / "ray", cfg, "t")
+    assert lost and lost[0][1] == 1 < len(parts) == 7  # it happened mid-run, 6 parts to go
+    assert sum(parts) == 104
+    m_local, _ = extract_splits(model, data, tmp_path / "local", CFG, "t")
+    assert_same_tables(tmp_path / "local", tmp_path / "ray")
+    _assert_same_metrics(m_ray, m_local)
 
 
 @pytest.mark.parametrize("address, says", [

@@ -9,13 +9,12 @@ import pytest
 
 from conftest import assert_same_tables
 from fclens.core.constants import CIFAR10_CLASSES
-from fclens.core.params import Extract
+from fclens.core.params import Extract, ModelSpec
 from fclens.datasets.splits import Split, save_split
 from fclens.extract import local as ex
 from fclens.extract.backend import extract_splits
 from fclens.extract.parts import FeatureParts
 from fclens.models.registry import build_model
-from fclens.models.spec import ModelSpec
 
 CFG = Extract(batch_size=8, row_group_size=16)  # parts of 2 batches
 UINT8_BATCHES = ex.uint8_batches

@@ -268,8 +268,8 @@ def _report_json(lo_influential):
 def test_report_section_says_whether_random_scores_worse(tmp_path):
     import json
 
-    from fclens.report.faithfulness import section_faithfulness
-    from fclens.report.sections import Inputs
+    from fclens.report.doc import Inputs
+    from fclens.report.sections.faithfulness import section_faithfulness
 
     inp = Inputs(tmp_path, ["m"], {"m": "cifar_resnet20"}, {"m": "d"})
     with pytest.raises(FclensError, match="metrics/m/faithfulness.json: missing"):

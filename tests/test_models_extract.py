@@ -10,11 +10,10 @@ import torch
 
 from conftest import ROOT, SHARED
 from fclens.core.errors import FclensError
-from fclens.core.params import Extract
+from fclens.core.params import Extract, ModelSpec
 from fclens.core.tables import read_fc_weights, read_features, write_fc_weights
 from fclens.extract.loop import extract
 from fclens.extract.parts import FeatureWriter
-from fclens.models import ModelSpec
 from fclens.models.cifar_resnet import CifarResNet
 from fclens.models.efficientnet_lite import convert_state_dict
 from fclens.models.heads import linear_head

@@ -12,14 +12,16 @@ import yaml
 
 from conftest import ROOT
 from fclens.analysis import ald, sparsify, trees
-from fclens.analysis.decompose import TrainConfig, index_mask, influential_indices, top_k_indices
+from fclens.analysis.ablate import TrainStats
+from fclens.analysis.decompose import index_mask, influential_indices, top_k_indices
+from fclens.analysis.sparsify import methods as registry
 from fclens.core import io, tables
 from fclens.core.errors import FclensError
-from fclens.core.params import load_params
+from fclens.core.params import Sparsify, SparsifyRefit, load_params
 from fclens.core.tables import Features, Head
 from fclens.plots import studies
 from fclens.report.sections import build_markdown
-from fclens.report.sparsify import section_sparsify
+from fclens.report.sections.sparsify import section_sparsify
 
 C, D = 3, 12
 SUPPORT = np.array([[0, 5], [3, 9], [7, 10]])  # class c's true features
@@ -47,20 +49,26 @@ def ald_fit_of(w: np.ndarray) -> dict:
     return {k: f[k] for k in ("loc", "scale", "kappa")}
 
 
-def settings(**kw) -> sparsify.Settings:
-    base = dict(methods=list(sparsify.SPARSIFY_METHODS), k_grid=[1, 2, 5, 12], n_random=3,
-                val_fraction=0.2, refit=TrainConfig(2, 0.01, 64, 0),
-                elastic_net=sparsify.ElasticNet(0.99, 12, 0.001, 5, 0.1, 256, 10_000),
-                csg=sparsify.Csg(0.01, 3.0, 6, 3, 0.05, 64, 0.5), ald_p=0.05,
-                global_fractions=[0.5, 0.2, 0.1], seed=0)
-    return sparsify.Settings(**{**base, **kw})
+ALL = list(sparsify.METHODS)
+
+
+def settings(**kw) -> Sparsify:
+    """The params sparsify section, small (the run's seed is passed beside it: 0)."""
+    base = dict(methods=ALL, k_grid=[1, 2, 5, 12], n_random=3, val_fraction=0.2,
+                refit=dict(epochs=2, lr=0.01, batch_size=64),
+                elastic_net=dict(alpha=0.99, n_lambda=12, epsilon=0.001, epochs=5, lr=0.1,
+                                 batch_size=256, max_rows=10_000),
+                csg=dict(penalty_min=0.01, penalty_max=3.0, n_penalties=6, epochs=3, lr=0.05,
+                         batch_size=64, threshold=0.5),
+                ald_natural_cut_p=0.05, global_fractions=[0.5, 0.2, 0.1])
+    return Sparsify.model_validate({**base, **kw})
 
 
 # --- the methods on a problem with a known answer --------------------------------------------
 
 def test_top_contribution_recovers_the_support():
     f = synthetic(600, 0)
-    stats = sparsify.TrainStats.from_source([f], C)
+    stats = TrainStats.from_source([f], C)
     contrib = sparsify.contribution(stats, synthetic_head().w)
     assert np.array_equal(np.sort(top_k_indices(contrib, 2), 1), SUPPORT)
 
@@ -105,11 +113,12 @@ def test_refit_never_touches_weights_outside_the_mask():
     masks = [index_mask(SUPPORT, D), index_mask(top_k_indices(head.w, 5), D),
              np.random.default_rng(0).random((C, D)) < 0.3]
     points = [bank.add(m) for m in masks]
-    bank.score([f], [synthetic(200, 1)], TrainConfig(3, 0.05, 32, 0))
+    bank.score([f], [synthetic(200, 1)], SparsifyRefit(epochs=3, lr=0.05, batch_size=32), 0)
     for m, p in zip(masks, points):
-        h = bank.refit_heads[p.rf]
+        h = bank.refit_heads[p.refit_index]
         assert np.all(h.w[~m] == 0) and np.all(h.w[m] != head.w[m])  # trained inside only
-        assert np.array_equal(bank.heads[p.nr][0], head.w * m)  # no refit: the original, masked
+        # no refit: the original, masked
+        assert np.array_equal(bank.heads[p.no_refit_index][0], head.w * m)
     assert points[0].acc_refit >= 0.9 and len(bank.refit_heads) == 3
 
 
@@ -177,34 +186,38 @@ def test_grid_rules():
     assert sparsify.resolve_grid(None, 12) == [1, 2, 3, 5, 8, 10]  # default: above D dropped
     assert sparsify.resolve_grid(None, 2048) == list(sparsify.DEFAULT_K_GRID)
     assert sparsify.resolve_grid([5, 1, 5], 12) == [1, 5]
-    with pytest.raises(FclensError, match=r"sparsify\.k_grid: \[13\] outside 1\.\.12"):
+    with pytest.raises(FclensError, match=r"sparsify\.k_grid: \[13\] outside 1\.\.12 \(the "
+                                          r"feature dimension of net\); allowed: integers"):
         sparsify.resolve_grid([1, 13], 12, "net")
-    with pytest.raises(FclensError, match=r"sparsify\.k_grid: empty"):
-        sparsify.resolve_grid([], 12)
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(methods=["algorithm1", "lasso"]), r"sparsify\.methods: unknown method 'lasso'"),
-    (dict(elastic_net=sparsify.ElasticNet(0.0, 5, 0.001, 2, 0.1, 64, 100)),
-     r"sparsify\.elastic_net\.alpha: 0\.0; allowed: a number in \(0, 1\]"),
-    (dict(elastic_net=sparsify.ElasticNet(1.5, 5, 0.001, 2, 0.1, 64, 100)),
-     r"sparsify\.elastic_net\.alpha: 1\.5"),
-    (dict(k_grid=[]), r"sparsify\.k_grid: empty"),
-    (dict(k_grid=[1, 99]), r"sparsify\.k_grid: \[99\] outside 1\.\.12"),
+    (dict(methods=["algorithm1", "lasso"]),
+     r"^params\.yaml sparsify\.methods: unknown method 'lasso'; allowed: algorithm1, "),
+    (dict(k_grid=[1, 99]), r"^params\.yaml sparsify\.k_grid: \[99\] outside 1\.\.12"),
+    (dict(val_fraction=0.001), r"^params\.yaml sparsify\.val_fraction: 0\.001 of 60 training "
+                               r"rows leaves 0 for validation"),
 ])
-def test_bad_settings_name_the_key(kw, match):
+def test_run_checks_what_needs_the_data(kw, match):
     f, head = synthetic(60, 0), synthetic_head()
     with pytest.raises(FclensError, match=match):
-        sparsify.run([f], [f], head, ald_fit_of(head.w), settings(**kw))
+        sparsify.run([f], [f], head, ald_fit_of(head.w), settings(**kw), 0)
 
 
 @pytest.mark.parametrize("edit, match", [
     (lambda s: s.update(k_grid=[]), r"sparsify\.k_grid: List should have at least 1 item"),
-    (lambda s: s.update(methods=["top_abs_weight", "magic"]), r"sparsify\.methods\.1: Input"),
+    (lambda s: s.update(methods=[]), r"sparsify\.methods: List should have at least 1 item"),
+    (lambda s: s.update(methods=["random", ""]), r"sparsify\.methods\.1: String should have at "
+                                                 r"least 1 character"),
     (lambda s: s["elastic_net"].update(alpha=1.01), r"sparsify\.elastic_net\.alpha: Input should "
                                                     r"be less than or equal to 1"),
     (lambda s: s["elastic_net"].update(alpha=0.0), r"sparsify\.elastic_net\.alpha: Input should "
                                                    r"be greater than 0"),
+    (lambda s: s.update(val_fraction=1.0), r"sparsify\.val_fraction: Input should be less than 1"),
+    (lambda s: s.update(global_fractions=[0.5, 0.0]), r"sparsify\.global_fractions\.1: Input "
+                                                      r"should be greater than 0"),
+    (lambda s: s["csg"].update(penalty_min=1.0, penalty_max=0.1), r"sparsify\.csg: .*penalty_min "
+                                                                  r"1\.0 exceeds penalty_max"),
     (lambda s: s.update(models=["cifar_resnet20", "nope"]), r"sparsify\.models: unknown feature "
                                                             r"model 'nope'"),
     (lambda s: s.update(methods=["random", "random"]), r"sparsify: methods .* lists a value twice"),
@@ -217,11 +230,24 @@ def test_params_errors_name_the_key(tmp_path, edit, match):
         load_params(tmp_path / "params.yaml")
 
 
-def test_params_section_round_trips_into_settings():
+def test_method_names_are_checked_against_the_registry(tmp_path):
+    """params.yaml may name any method; the stage checks the names against the registry before
+    any work (core never imports analysis)."""
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["sparsify"]["methods"] = ["top_abs_weight", "magic"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    methods = load_params(tmp_path / "params.yaml").sparsify.methods
+    with pytest.raises(FclensError, match=r"^params\.yaml sparsify\.methods: unknown method "
+                                          r"'magic'; allowed: algorithm1, top_signed_weight, "):
+        sparsify.check_methods(methods)
+    sparsify.check_methods(ALL)
+
+
+def test_params_section_defaults_run_every_registered_method():
     p = load_params(ROOT / "params.yaml")
-    s = sparsify.Settings.from_section(p.sparsify, p.seed)
-    assert s.methods == list(sparsify.SPARSIFY_METHODS) and s.elastic_net.alpha == 0.99
-    assert s.refit.seed == p.seed and len(s.csg.penalties) == p.sparsify.csg.n_penalties
+    assert p.sparsify.methods == ALL and p.sparsify.elastic_net.alpha == 0.99
+    assert Sparsify().methods == ALL  # the section's default: the whole registry, in its order
+    assert len(registry.csg.penalties(p.sparsify.csg)) == p.sparsify.csg.n_penalties
     assert set(p.sparsify.models) <= set(p.feature_models)
 
 
@@ -234,7 +260,7 @@ def result():
     batches = [Features(train.x[i:i + 256], train.labels[i:i + 256], train.preds[i:i + 256])
                for i in range(0, 600, 256)]
     infl = influential_indices([train], C, 5, 5)
-    return sparsify.run(batches, [synthetic(300, 1)], head, ald_fit_of(head.w), settings(),
+    return sparsify.run(batches, [synthetic(300, 1)], head, ald_fit_of(head.w), settings(), 0,
                         infl, "synthetic")
 
 
@@ -242,7 +268,7 @@ def test_metrics_follow_the_contract(result):
     m = result.metrics
     ks = [1, 2, 5, 12]
     assert m["k_grid"] == ks and 0.9 < m["dense_acc"] <= 1
-    assert set(m["methods"]) == set(sparsify.SPARSIFY_METHODS)
+    assert list(m["methods"]) == ALL
     for name, v in m["methods"].items():
         assert v["k"] == ks and len(v["acc"]) == len(v["acc_refit"]) == len(v["nec"]) == 4
         assert len(v["union_size"]) == 4 and "auc" in v and "k_at_95" in v
@@ -275,9 +301,39 @@ def test_run_is_deterministic_by_seed(result):
     train = synthetic(600, 0)
     batches = [Features(train.x[i:i + 256], train.labels[i:i + 256], train.preds[i:i + 256])
                for i in range(0, 600, 256)]
-    again = sparsify.run(batches, [synthetic(300, 1)], head, ald_fit_of(head.w), settings(),
+    again = sparsify.run(batches, [synthetic(300, 1)], head, ald_fit_of(head.w), settings(), 0,
                          influential_indices([train], C, 5, 5), "synthetic")
     assert again.metrics == result.metrics
+
+
+# --- a new method: one module with `select`, one line in methods.METHODS ----------------------
+
+def select_first_k(ctx: sparsify.Context) -> sparsify.Sets:
+    """What a file methods/first_k.py would hold: every class keeps features 0..k-1."""
+    order = np.tile(np.arange(ctx.head.dim), (ctx.head.n_classes, 1))  # (C, D)
+    return sparsify.per_k(sparsify.first_k(order, ctx.ks))
+
+
+def test_a_new_method_is_one_module_and_one_registry_line(monkeypatch):
+    monkeypatch.setitem(registry.METHODS, "first_k", select_first_k)  # the registry line
+    head, test = synthetic_head(), synthetic(300, 1)
+    sparsify.check_methods(["first_k"])  # the stage's check knows it now
+    r = sparsify.run([synthetic(600, 0)], [test], head, ald_fit_of(head.w),
+                     settings(methods=["first_k", "top_signed_weight"]), 0)
+    m = r.metrics
+    assert list(m["methods"]) == ["first_k", "top_signed_weight"]
+    v = m["methods"]["first_k"]
+    assert v["nec"] == [1.0, 2.0, 5.0, 12.0] and v["union_size"] == [1, 2, 5, 12]
+    for i, k in enumerate(m["k_grid"]):  # no refit: the original weights on features 0..k-1
+        logits = test.x[:, :k] @ head.w[:, :k].T + head.b
+        assert v["acc"][i] == pytest.approx(float((logits.argmax(1) == test.labels).mean()))
+    assert v["acc"][-1] == m["dense_acc"] and v["acc_refit"][-1] == m["dense_refit_acc"]
+    assert v["acc"][0] < 0.9 < m["methods"]["top_signed_weight"]["acc"][1]  # a weak method
+    assert [row["k"] for row in r.rows if row["method"] == "first_k"] == m["k_grid"]
+    assert m["elastic_net"] is None and m["csg"]["head_only"] is False  # contract keys kept
+    monkeypatch.delitem(registry.METHODS, "first_k")
+    with pytest.raises(FclensError, match=r"unknown method 'first_k'"):
+        sparsify.check_methods(["first_k"])
 
 
 def _write_outputs(root: Path, model: str, r: sparsify.Result) -> None:

@@ -37,7 +37,7 @@ reverse): such a layer cannot show banding beyond chance, and the chance level s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -45,6 +45,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fclens.core.errors import FclensError
+
+if TYPE_CHECKING:
+    from fclens.core.params import BandingExperiment
 
 _TINY = 1e-12  # relative energy below which a kernel counts as constant (float rounding)
 
@@ -154,14 +157,6 @@ class SmallCnn(nn.Module):
         return self.fc(x)
 
 
-@dataclass(frozen=True)
-class ExperimentConfig:
-    epochs: int
-    n_train: int  # a class-balanced subset of the training images (`balanced_subset`)
-    batch_size: int
-    lr: float  # Adam
-
-
 def balanced_subset(labels: np.ndarray, n: int) -> np.ndarray:
     """Indices of n training images, classes taken in turn (the i-th image of every class, then
     the (i+1)-th, ...): balanced whatever the split's order (the JPEG export is sorted by
@@ -189,7 +184,7 @@ def _normalizer(images: np.ndarray) -> Callable[[np.ndarray], torch.Tensor]:
 
 
 def train_small_cnn(images: np.ndarray, labels: np.ndarray, n_classes: int, pool: str,
-                    cfg: ExperimentConfig, seed: int
+                    cfg: BandingExperiment, seed: int
                     ) -> tuple[SmallCnn, Callable[[np.ndarray], torch.Tensor]]:
     """images (N, H, W, 3) uint8, labels (N,) -> (trained SmallCnn in eval mode, its input
     normalizer). Deterministic given the seed: the seed fixes the initialisation and the batch
@@ -222,7 +217,7 @@ def accuracy(model: nn.Module, norm: Callable[[np.ndarray], torch.Tensor], image
     return hits / len(images)
 
 
-def banding_experiment(train, test, seeds: list[int], cfg: ExperimentConfig) -> dict:
+def banding_experiment(train, test, cfg: BandingExperiment) -> dict:
     """train, test: decoded splits (`data.Split`: images (N, H, W, 3) uint8, labels (N,),
     class_names). Per seed, the same SmallCnn trained with GAP and with the final map
     flattened; the last conv's horizontal banding of each. The content of
@@ -235,6 +230,7 @@ def banding_experiment(train, test, seeds: list[int], cfg: ExperimentConfig) -> 
         if not hasattr(split, "images"):
             raise FclensError("the banding experiment needs decoded images (an archive dataset "
                               "such as cifar10), got an image-folder index")
+    seeds = cfg.seeds
     if not seeds:
         raise FclensError("banding_experiment.seeds: empty; expected at least one seed")
     if cfg.n_train > len(train.labels):

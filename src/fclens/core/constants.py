@@ -8,7 +8,6 @@ OPTIMIZERS = ("adam", "sgd")
 AMP_MODES = ("none", "bf16", "fp16")
 ENGINES = ("torch", "openvino", "onnxruntime")  # CPU inference engines for extraction
 BACKENDS = ("local", "ray")  # where extraction runs
-ALD_FAMILIES = ("ald", "gaussian", "laplace", "student_t", "logistic")  # ald.py fits these
 # sparsify: the ways to prune the whole FC matrix (its methods: analysis.sparsify.METHODS)
 GLOBAL_PRUNING = ("magnitude", "ald_tail", "contribution")
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",

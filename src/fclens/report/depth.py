@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fclens.core.errors import FclensError
 from fclens.core.io import read_json
-from fclens.models.spec import CIFAR_RESNET
+from fclens.core.params import CIFAR_RESNET
 
 
 def arch_depth(model: str, arch: str) -> int:
