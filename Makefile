@@ -15,8 +15,11 @@ venv: $(VENV)/.installed
 repro: venv
 	$(PY) benchmarks/repro_timed.py
 
-test: venv
-	$(PY) -m pytest -q
+test: venv  # every test; the end-to-end files on their own workers (-n 2, by file)
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+test-fast: venv  # the unit tests alone, for the edit loop (no DVC project, no stage runs)
+	$(PY) -m pytest -q -m 'not slow and not e2e'
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -38,4 +41,7 @@ bench-folder: venv  # image folder, local vs ray backend: a few minutes on a qui
 second-machine: venv  # after `make repro`, on a committed workspace
 	$(PY) benchmarks/second_machine.py
 
-.PHONY: venv repro test lint test-slow bench bench-scale bench-folder second-machine
+catalogue: venv  # the bad-input catalogue's figures -> metrics/reliability.json (minutes)
+	$(PY) benchmarks/reliability_catalogue.py
+
+.PHONY: venv repro test test-fast lint test-slow bench bench-scale bench-folder second-machine catalogue

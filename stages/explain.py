@@ -1,8 +1,11 @@
 """Grad-CAM++ / Smooth Grad-CAM++ grids of class logits and channel-set targets."""
 
+import numpy as np
+
 from _stage import run
 from fclens.core import io, tables
 from fclens.explain import cams as explain
+from fclens.explain import select
 from fclens.models.inputs import resolve_device
 from fclens.models.registry import build_model
 from fclens.plots import maps
@@ -14,7 +17,11 @@ def main(a, p):
     head = tables.read_fc_weights(a.weights)
     a.data and p.class_indices("explain.classes", head.n_classes, a.weights)  # dataset models
     nodes = tables.read_frame(a.trees, tables.TREE_NODES, head.n_classes)
-    inp = explain.stage_inputs(model, head, e, dev, a.data, a.features, a.influential)
+    quota = np.zeros((head.n_classes, 2), np.int64)
+    quota[e.classes] = e.n_correct, e.n_wrong
+    inp = select.stage_inputs(model, head, e, dev, a.data, a.features, a.influential, quota,
+                              lambda y, pred: select.pick_images(y, pred, e.classes, e.n_correct,
+                                                                 e.n_wrong))
     r = explain.explain(model, head, nodes, inp, e.methods, e.n_samples, e.sigma, p.seed)
     maps.plot_cam_grids(inp.images, r.maps, inp.rows, r.targets, a.model, a.out)
     io.write_json(a.metrics, r.metrics, digits=3)

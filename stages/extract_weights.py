@@ -2,7 +2,7 @@
 
 from _stage import run
 from fclens.core import tables
-from fclens.datasets.prepare import dataset_class_names
+from fclens.datasets.splits import dataset_class_names
 from fclens.models.heads import linear_head
 from fclens.models.registry import build_model, class_names
 

@@ -8,8 +8,9 @@ import torch
 
 from fclens.analysis.trees import build_trees
 from fclens.core.tables import Head
-from fclens.explain.cams import class_activation_map, class_targets, compute_cams, pick_images
+from fclens.explain.cams import class_activation_map, class_targets, compute_cams
 from fclens.explain.pictures import banding_tiles, filter_tiles, first_conv, last_spatial_conv
+from fclens.explain.select import pick_images
 from fclens.models.cifar_resnet import CifarResNet
 
 

@@ -5,6 +5,7 @@ Cluster`, as Ray tests itself): the local tables, also when a worker node is los
 
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -134,68 +135,96 @@ def test_resumes_local_parts_and_survives_a_killed_actor(ray_local, tmp_path, mo
 
 
 class OnNodes(extract_ray.ModelActor):
-    """Notes the node of each batch (a file named by its node id in `seen`), and takes its time
-    (`delay` s a batch): long enough a run to lose a node in the middle of it."""
+    """Notes each batch in `seen`: a file named (before|after)-<node id>-<pid>-<call>, after
+    once the file `lost` exists. With `hold`, an actor's third batch waits for `lost` (a minute
+    at most; noted as holding-<node id>-<pid>): there is work in flight, and left, when the
+    test loses a node."""
 
     seen = ""
-    delay = 0.0
+    hold = False
 
     def __call__(self, batch):
         import ray
 
-        open(os.path.join(self.seen, ray.get_runtime_context().get_node_id()), "a").close()
-        time.sleep(self.delay)
+        self.calls = getattr(self, "calls", 0) + 1
+        lost = os.path.join(self.seen, "..", "lost")
+        node = ray.get_runtime_context().get_node_id()
+        if self.hold and self.calls == 3 and not os.path.exists(lost):
+            open(os.path.join(self.seen, f"holding-{node}-{os.getpid()}"), "w").close()
+            t0 = time.monotonic()
+            while not os.path.exists(lost) and time.monotonic() - t0 < 60:
+                time.sleep(0.05)
+        when = "after" if os.path.exists(lost) else "before"
+        open(os.path.join(self.seen, f"{when}-{node}-{os.getpid()}-{self.calls}"), "w").close()
         return super().__call__(batch)
 
 
-def _on_nodes(tmp_path, monkeypatch, delay=0.0):
+def _on_nodes(tmp_path, monkeypatch, hold=False):
+    """OnNodes as the backend's actor; returns seen(when): the node ids of the batches so far
+    ("before" or "after" the loss; both by default), or of the actors holding ("holding")."""
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/ on path
     (tmp_path / "seen").mkdir()
     monkeypatch.setattr(OnNodes, "seen", str(tmp_path / "seen"))
-    monkeypatch.setattr(OnNodes, "delay", delay)
+    monkeypatch.setattr(OnNodes, "hold", hold)
     monkeypatch.setattr(extract_ray, "ModelActor", OnNodes)
-    return lambda: set(os.listdir(tmp_path / "seen"))  # the nodes that ran the model so far
+    return lambda *when: [f.split("-")[1] for f in os.listdir(tmp_path / "seen")
+                          if f.startswith(when or ("before", "after"))]
 
 
 def test_a_two_node_cluster_gives_the_local_tables(ray_cluster, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     worker = ray_cluster.add_node(num_cpus=2)  # with the head's one: 2 actors and a decoder
     ray_cluster.wait_for_nodes()
-    nodes = _on_nodes(tmp_path, monkeypatch)
+    seen = _on_nodes(tmp_path, monkeypatch)
     data, model = _arrays(tmp_path)
     m_local, _ = extract_splits(model, data, tmp_path / "local", CFG, "t")
     cfg = RAY.model_copy(update={"ray_address": ray_cluster.address})
     m_ray, _ = extract_splits(model, data, tmp_path / "ray", cfg, "t")
     assert_same_tables(tmp_path / "local", tmp_path / "ray")
     _assert_same_metrics(m_ray, m_local)
-    assert worker.node_id in nodes()  # the head has one CPU: an actor ran on the worker
+    assert worker.node_id in seen()  # the head has one CPU: an actor ran on the worker
     assert not ray.is_initialized()  # the backend joined the cluster, and left it
 
 
 def test_a_worker_node_lost_mid_run_changes_nothing(ray_cluster, tmp_path, monkeypatch):
     # two workers: once one is gone, the head's and the other's 3 CPUs still hold the 2 actors
-    # (one of them restarted by Ray) and a decoding task; no replacement node needed
+    # (the lost one restarted by Ray Data) and a decoding task: no replacement node needed
     workers = [ray_cluster.add_node(num_cpus=2) for _ in range(2)]
     ray_cluster.wait_for_nodes()
-    nodes = _on_nodes(tmp_path, monkeypatch, delay=0.2)  # ~0.1 s a batch on the model itself
-    data, model = _arrays(tmp_path, n_train=80, n_test=24)  # 5 + 2 parts of 2 batches
+    seen = _on_nodes(tmp_path, monkeypatch, hold=True)
+    data, model = _arrays(tmp_path, n_train=80, n_test=24)  # 13 batches; 5 + 2 parts of 2
     write, parts, lost = extract_ray.RayBackend._write, [], []
 
-    def then_lose_a_node(p, c, seconds):  # the driver, once its first part is written
+    def count(p, c, seconds):
         write(p, c, seconds)
         parts.append(len(c["index"]))
-        if not lost:
-            victim = next(w for w in workers if w.node_id in nodes())  # it hosts an actor
-            ray_cluster.remove_node(victim)  # its processes killed: the actor, its blocks
-            lost.append((victim.node_id, len(parts)))
 
-    monkeypatch.setattr(extract_ray.RayBackend, "_write", staticmethod(then_lose_a_node))
+    def lose_a_node():  # the worker node of an actor holding a batch
+        t0 = time.monotonic()
+        while not (on := [w for w in workers if w.node_id in seen("holding")]):
+            if time.monotonic() - t0 > 120:
+                return
+            time.sleep(0.05)
+        ray_cluster.remove_node(on[0])  # its processes killed: the actor, its batch, blocks
+        lost.append((on[0].node_id, len(parts)))
+        (tmp_path / "lost").touch()  # the held actors go on
+
+    monkeypatch.setattr(extract_ray.RayBackend, "_write", staticmethod(count))
     cfg = RAY.model_copy(update={"ray_address": ray_cluster.address})
-    m_ray, _ = extract_splits(model, data, tmp_path / "ray", cfg, "t")
-    assert lost and lost[0][1] == 1 < len(parts) == 7  # it happened mid-run, 6 parts to go
-    assert sum(parts) == 104
+    loser = threading.Thread(target=lose_a_node)
+    loser.start()
+    try:
+        m_ray, _ = extract_splits(model, data, tmp_path / "ray", cfg, "t")
+    finally:
+        (tmp_path / "lost").touch()  # the thread stops too
+        loser.join()
+    assert lost and lost[0][1] < len(parts) == 7  # the loss was mid-run: parts came after it
+    node, _ = lost[0]
+    assert len(seen("before")) <= 4 and node not in seen("after")  # 2 actors, 2 batches each
+    # the rest on the other nodes, the lost batch too (and any whose block the node held)
+    assert len(seen("before", "after")) >= 13 and sum(parts) == 104
     m_local, _ = extract_splits(model, data, tmp_path / "local", CFG, "t")
     assert_same_tables(tmp_path / "local", tmp_path / "ray")
     _assert_same_metrics(m_ray, m_local)

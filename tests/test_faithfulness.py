@@ -15,6 +15,7 @@ from fclens.core.errors import FclensError
 from fclens.core.params import Faithfulness
 from fclens.core.tables import Head
 from fclens.explain import faithfulness as fa
+from fclens.explain.select import pick_per_class
 from fclens.models.cifar_resnet import CifarResNet
 
 
@@ -227,8 +228,8 @@ def test_clear_errors():
     model = CifarResNet(8, num_classes=3, width=4).eval()
     head, nodes = _head_nodes(model)
     with pytest.raises(FclensError, match="no test image picked"):
-        fa.pick_per_class(np.array([0, 0, 1]), 3, 0)
-    np.testing.assert_array_equal(fa.pick_per_class(np.array([1, 0, 0, 1, 0]), 2, 2),
+        pick_per_class(np.array([0, 0, 1]), 3, 0)
+    np.testing.assert_array_equal(pick_per_class(np.array([1, 0, 0, 1, 0]), 2, 2),
                                   [0, 1, 2, 3])
     with pytest.raises(FclensError, match="no images picked"):
         fa.evaluate(model, head, nodes, None, torch.zeros(0, 3, 8, 8), np.zeros(0, int),

@@ -7,6 +7,7 @@ changes one param, caching, determinism (a forced rerun changes no metric), a SI
 middle of extraction, a truncated cached output, and the report.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -154,17 +155,70 @@ def test_bad_param_fails_before_work_naming_the_key(clean):
     assert not (repo / "w.parquet").exists()
 
 
-def test_k_above_feature_dim_fails_before_extraction(clean, tmp_path):
+def test_k_above_feature_dim_fails_in_the_stage_that_uses_k(clean, tmp_path):
+    """k <= D needs the data, so the stage that uses k checks it, before reading the features;
+    extraction does not read decompose.* at all (an analysis knob never re-extracts)."""
     repo = clean
     p = yaml.safe_load((repo / "params.yaml").read_text())
     p["decompose"]["k2"] = 65
     (repo / "params.yaml").write_text(yaml.safe_dump(p))
-    r = sh(f"python stages/extract_activations.py --model cifar_resnet20 --data data/cifar10 "
-           f"--out {tmp_path}/never --metrics {tmp_path}/m.json --timing {tmp_path}/t.json",
+    r = sh(f"python stages/select_influential.py --features data/cifar_resnet20/features_train"
+           f".parquet --weights data/cifar_resnet20/fc_weights.parquet --out {tmp_path}/i.parquet",
            repo, check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "decompose.k2: 65 exceeds the feature dimension of cifar_resnet20 (64)" in r.stderr
-    assert not (tmp_path / "never").exists()
+    assert "params.yaml decompose.k2: 65; allowed: an integer in 1..64" in r.stderr
+    assert not (tmp_path / "i.parquet").exists()
+
+
+def _readers(repo: Path, key: str) -> set[str]:
+    """Stages (as dvc names them) whose params list `key` or a section above it."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+
+    def lookup(ref: str):  # "${a.b}" -> params["a"]["b"]
+        v = params
+        for part in ref.strip("${}").split("."):
+            v = v[part]
+        return v
+
+    found = set()
+    for base, st in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].items():
+        if "foreach" in st:
+            items, st = list(lookup(st["foreach"])), st["do"]
+        elif "matrix" in st:
+            items = list(lookup(st["matrix"]["model"]))
+        else:
+            items = [None]
+        for item in items:
+            for k in st.get("params", []):
+                k = str(k).replace("${key}", str(item)).replace("${item.model}", str(item))
+                if key == k or key.startswith(k + "."):
+                    found.add(base if item is None else f"{base}@{item}")
+    return found
+
+
+KNOBS = {"decompose.k1": 4, "decompose.epochs": 2, "explain.classes": [0, 1],
+         "faithfulness.steps": 5, "sparsify.k_grid": [1, 2], "ald.plot_classes": [0, 1],
+         "extract.batch_size": 8}
+
+
+def test_each_knob_changes_exactly_the_stages_that_read_it(clean):
+    """After each change, `dvc status` lists exactly the stages that read the key (their
+    downstream stages rerun once those change outputs); analysis knobs never list extraction."""
+    repo = clean
+    original = (repo / "params.yaml").read_text()
+    for key, value in KNOBS.items():
+        p = yaml.safe_load(original)
+        section, field = key.split(".")
+        p[section][field] = value
+        (repo / "params.yaml").write_text(yaml.safe_dump(p))
+        status = json.loads(sh("dvc status --json", repo).stdout)
+        changed = {s for s, entries in status.items()
+                   if any("changed deps" in e and "params.yaml" in e["changed deps"]
+                          for e in entries if isinstance(e, dict))}
+        assert changed == _readers(repo, key) and changed, (key, sorted(changed))
+        if not key.startswith("extract."):
+            assert not any(s.startswith(("extract_", "prepare_data")) for s in changed), key
+        (repo / "params.yaml").write_text(original)
 
 
 def _metrics(repo: Path) -> dict[str, dict]:
@@ -319,6 +373,8 @@ PAUSE_AFTER_FIRST_PART = """\
 import os, runpy, sys, time
 from pathlib import Path
 from fclens.extract import parts
+
+pytestmark = pytest.mark.e2e  # builds a DVC project and runs stages: not in `make test-fast`
 write = parts.FeatureParts.write
 def paused(self, *a, **k):  # once the first part is on disk: say so, wait for the test's go
     write(self, *a, **k)
@@ -338,7 +394,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def _substitute(obj, **names):
     if isinstance(obj, str):
         for k, v in names.items():
-            obj = obj.replace("${%s}" % k, v)
+            obj = obj.replace("${" + k + "}", v)
         return obj
     if isinstance(obj, list):
         return [_substitute(v, **names) for v in obj]
@@ -388,14 +444,14 @@ def test_sigkill_of_dvc_repro_mid_extraction_leaves_the_orphan_writing_nothing(
            "SHELL": shell, "FCLENS_TEST_READY": str(ready), "FCLENS_TEST_GO": str(go)}
     dvc = subprocess.Popen(["dvc", "repro", "extract"], cwd=repo, env=env, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    stage = None
+    stage, out = None, None
     try:
         deadline = time.monotonic() + 300
         while not ready.exists():  # the stage is under way: one part on disk, the rest to come
             assert dvc.poll() is None, f"dvc repro ended first:\n{dvc.communicate()[0][-3000:]}"
             assert time.monotonic() < deadline, "the stage did not start extracting"
             time.sleep(0.1)
-        time.sleep(0.1)
+        time.sleep(0.1)  # the pid is written
         stage = int(ready.read_text())
         dvc.kill()  # `kill -9 <pid of dvc repro>`: dvc alone; its shell and stage live on
         assert dvc.wait() == -signal.SIGKILL
@@ -403,9 +459,11 @@ def test_sigkill_of_dvc_repro_mid_extraction_leaves_the_orphan_writing_nothing(
         out = dvc.communicate(timeout=300)[0]  # EOF: the orphaned stage (and shell) exited
     finally:
         go.touch()
-        dvc.kill()
-        if stage is not None and Path(f"/proc/{stage}").exists() and dvc.stdout.closed is False:
-            os.kill(stage, signal.SIGKILL)
+        if dvc.poll() is None:
+            dvc.kill()
+        if out is None and stage is not None:  # the test failed with the stage still running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stage, signal.SIGKILL)
     assert [f for f in outs if f.exists()] == []  # nothing written outside dvc.lock
     assert not (repo / "dvc.lock").exists()
     assert "not written: the process that started this stage" in out and "is gone" in out

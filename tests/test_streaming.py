@@ -15,9 +15,7 @@ from fclens.analysis.decompose import (
 )
 from fclens.core import tables
 from fclens.core.params import HeadTraining
-from fclens.explain.cams import pick_images
-from fclens.explain.faithfulness import pick_per_class
-from fclens.explain.select import first_rows
+from fclens.explain.select import first_rows, pick_images, pick_per_class
 from fclens.extract.parts import FeatureWriter
 
 C, D = 7, 40

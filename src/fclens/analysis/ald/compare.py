@@ -84,8 +84,9 @@ def best_family(aic: np.ndarray, n: int) -> np.ndarray:
     """Index of the best family per row of aic (C, F), columns in FAMILIES order; -1 if all NaN.
 
     AIC differences below AIC_TIE_REL * n count as ties, and a tie goes to the family listed
-    first in the registry (ald, gaussian, laplace, student_t, logistic). Without the rule a difference in the
-    last bits (another machine, another optimizer stop) could flip a row's best family.
+    first in the registry (ald, gaussian, laplace, student_t, logistic). Without the rule a
+    difference in the last bits (another machine, another optimizer stop) could flip a row's
+    best family.
     """
     tied = _aic_ties(aic, n)  # (C, F)
     return np.where(tied.any(1), np.argmax(tied, 1), -1)
