@@ -35,7 +35,7 @@ def main() -> int:
                              TESTS], cwd=ROOT,
                             env={**os.environ, "FCLENS_CATALOGUE_OUT": str(figures)}).returncode
         if not figures.exists():
-            log.error("%s: not written: the catalogue did not run to the end (pytest exit %d)",
+            log.error("%s: not written: not every case of the catalogue ran (pytest exit %d)",
                       a.out, rc)
             return rc or 1
         counts = read_json(figures)

@@ -23,6 +23,8 @@ import yaml
 from conftest import ROOT, make_image_folder, make_jpeg_archive
 from fclens.core.io import file_digest
 
+pytestmark = pytest.mark.e2e  # builds a DVC project and runs stages: not in `make test-fast`
+
 BIN = Path(sys.executable).parent
 
 
@@ -370,24 +372,24 @@ def test_plots_show_renders_every_png(clean, tmp_path):
 # Self-contained: its own one-stage DVC project, the real extract_activations cmd.
 
 PAUSE_AFTER_FIRST_PART = """\
-import os, runpy, sys, time
-from pathlib import Path
-from fclens.extract import parts
-
-pytestmark = pytest.mark.e2e  # builds a DVC project and runs stages: not in `make test-fast`
-write = parts.FeatureParts.write
-def paused(self, *a, **k):  # once the first part is on disk: say so, wait for the test's go
-    write(self, *a, **k)
-    ready, go = Path(os.environ["FCLENS_TEST_READY"]), Path(os.environ["FCLENS_TEST_GO"])
-    if not ready.exists():
-        ready.write_text(str(os.getpid()))
-        deadline = time.monotonic() + 120
-        while not go.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-parts.FeatureParts.write = paused
-sys.argv = sys.argv[1:]
-sys.path.insert(0, os.path.dirname(sys.argv[0]))
-runpy.run_path(sys.argv[0], run_name="__main__")
+def pause_after_first_part(script, *args):  # run `script args`, paused once a part is on disk
+    import os, runpy, sys, time
+    from pathlib import Path
+    from fclens.extract import parts
+    write = parts.FeatureParts.write
+    def paused(self, *a, **k):  # the first part is on disk: say so, wait for the test's go
+        write(self, *a, **k)
+        ready, go = Path(os.environ["FCLENS_TEST_READY"]), Path(os.environ["FCLENS_TEST_GO"])
+        if not ready.exists():
+            ready.write_text(str(os.getpid()))
+            deadline = time.monotonic() + 120
+            while not go.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+    parts.FeatureParts.write = paused
+    sys.argv = [script, *args]
+    sys.path.insert(0, os.path.dirname(script))
+    runpy.run_path(script, run_name="__main__")
+pause_after_first_part(*__import__("sys").argv[1:])
 """
 
 

@@ -44,12 +44,14 @@ def download(url: str, dest: Path, checksum: str, timeout: float = 60.0) -> Path
 
 def local_or_download(path: str | Path, checksum: str | None, where: str, what: str,
                       url: str | None = None, dl_path: str | Path | None = None,
-                      dl_checksum: str | None = None, missing_hint: str = "") -> Path:
+                      dl_checksum: str | None = None, missing_hint: str = "",
+                      dl_key: str = "") -> Path:
     """`path` if it is a file (`checksum` verified when given), else `dl_path` (verified against
     `dl_checksum`, default `checksum`), downloading `url` there first if absent.
 
     where: the params key of `path`, for messages; what: "checkpoint", "archive", ...;
-    missing_hint: what else the user may give instead, when there is no `url`.
+    missing_hint: what else the user may give instead, when there is no `url`; dl_key: the
+    params key of `dl_checksum`, for messages.
     """
     path = Path(path)
     if path.is_dir():
@@ -72,5 +74,5 @@ def local_or_download(path: str | Path, checksum: str | None, where: str, what: 
                 f"{path}: {what} not found ({where}) and downloading {url} failed ({e}). "
                 f"Offline, put either {path.name} ({checksum}) at {path}, or "
                 f"{Path(url).name} ({dl_checksum}) at {dl_path}") from None
-    verify_checksum(dl_path, dl_checksum, f"download of {url}")
+    verify_checksum(dl_path, dl_checksum, dl_key or f"download of {url}")
     return dl_path

@@ -34,7 +34,8 @@ def resolve_archive(archive: str, checksum: str, download_cfg: dict | None, wher
     return local_or_download(
         archive, checksum, f"{where}.archive", "an archive", url=dl.get("url"),
         dl_path=dl.get("archive"), dl_checksum=dl.get("checksum"),
-        missing_hint=f"put the file there ({checksum}) or configure {where}.download")
+        missing_hint=f"put the file there ({checksum}) or configure {where}.download",
+        dl_key=f"{where}.download.checksum")
 
 
 # ---------------------------------------------------------------- readers
