@@ -202,14 +202,15 @@ def test_a_worker_node_lost_mid_run_changes_nothing(ray_cluster, tmp_path, monke
         parts.append(len(c["index"]))
 
     def lose_a_node():  # the worker node of an actor holding a batch
-        t0 = time.monotonic()
-        while not (on := [w for w in workers if w.node_id in seen("holding")]):
-            if time.monotonic() - t0 > 120:
-                return
-            time.sleep(0.05)
-        ray_cluster.remove_node(on[0])  # its processes killed: the actor, its batch, blocks
-        lost.append((on[0].node_id, len(parts)))
-        (tmp_path / "lost").touch()  # the held actors go on
+        try:
+            while not (on := [w for w in workers if w.node_id in seen("holding")]):
+                if (tmp_path / "lost").exists():  # the run is over
+                    return
+                time.sleep(0.05)
+            ray_cluster.remove_node(on[0])  # its processes killed: the actor, its batch, blocks
+            lost.append((on[0].node_id, len(parts)))
+        finally:
+            (tmp_path / "lost").touch()  # the held actors go on
 
     monkeypatch.setattr(extract_ray.RayBackend, "_write", staticmethod(count))
     cfg = RAY.model_copy(update={"ray_address": ray_cluster.address})
