@@ -40,7 +40,7 @@ import json
 import sys
 from datetime import datetime
 
-from fclens.io import write_json
+from fclens.core.io import write_json
 
 samples, out = sys.argv[1], sys.argv[2]
 rows = []  # (time, gpu index, utilisation %, memory MiB)

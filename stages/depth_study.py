@@ -1,6 +1,6 @@
 """Relative accuracy and ablation damage against depth for the CIFAR ResNets."""
 
-from _stage import run
+from _stage import check_declared, run
 from fclens.core import io
 from fclens.plots import studies
 from fclens.report.depth import depth_study
@@ -8,6 +8,7 @@ from fclens.report.depth import depth_study
 
 def main(a, p):
     models = p.depth_study.models
+    check_declared("depth_study", [f"metrics/{m}" for m in models])
     metrics, series = depth_study("metrics", models, {m: p.models[m].arch for m in models})
     io.write_json(a.metrics, metrics, digits=5)
     studies.plot_depth(*series, a.plot)

@@ -255,7 +255,7 @@ def test_missing_ray_names_the_pip_line(tmp_path, monkeypatch):
 def test_an_error_raised_in_a_ray_task_keeps_its_message():
     # Ray Data hands back a UserCodeException without its cause: the message is in the text
     text = ("ray::MapBatches(_folder_rows)() (pid=1)\n  File \"extract.py\", line 3\n"
-            "fclens.errors.FclensError: d/train/n02/001.JPEG: cannot decode image (junk)\n\n"
+            "fclens.core.errors.FclensError: d/train/n02/001.JPEG: cannot decode image (junk)\n\n"
             "ray.exceptions.UserCodeException: UDF failed to process a data block.")
     assert extract_ray._cause(RuntimeError(text)) == \
         "d/train/n02/001.JPEG: cannot decode image (junk)"

@@ -306,7 +306,7 @@ def test_sigkill_mid_extraction_leaves_nothing_complete_and_resumes(clean):
         f.unlink()
     kill_after_two_parts = (
         "import os, runpy, signal, sys\n"
-        "import fclens.tables as e\n"
+        "import fclens.extract.parts as e\n"
         "write = e.FeatureParts.write\n"
         "def killed(self, *a, **k):\n"
         "    write(self, *a, **k)\n"

@@ -1,4 +1,4 @@
-"""Sparse heads (fclens.sparsify): each selection method on problems whose answer is known, the
+"""Sparse heads (fclens.analysis.sparsify): each selection method on problems whose answer is known, the
 refit's masks, the equivalences the report states, exact global-pruning counts, the bad-input
 errors, and the metrics contract through the plots and the report section."""
 

@@ -190,7 +190,7 @@ class DepthStudy(_Section):
 
 class Faithfulness(_Section):
     """Deletion / insertion, Average Drop, a random-channel control and the weight-randomization
-    sanity check of the CAM maps (fclens.faithfulness)."""
+    sanity check of the CAM maps (fclens.explain.faithfulness)."""
 
     method: Literal[CAM_METHODS] = "gradcampp"
     targets: list[Literal["logit", "terminal+", "terminal-", "branch+", "branch-",
@@ -206,7 +206,7 @@ class Faithfulness(_Section):
 
 class BandingExperiment(_Section):
     """Distill's claim that weight banding comes from global average pooling: a small CNN
-    trained with GAP and with the final map flattened, per seed (fclens.banding)."""
+    trained with GAP and with the final map flattened, per seed (fclens.analysis.banding)."""
 
     dataset: str = "cifar10"  # an archive dataset (decoded images); dvc.yaml reads it too
     seeds: list[NonNegInt] = Field([0, 1, 2], min_length=1)
@@ -270,7 +270,7 @@ class SparsifyCsg(_Section):
 
 
 class Sparsify(_Section):
-    """Sparse heads: per-class feature sets by several methods over a k grid (fclens.sparsify)."""
+    """Sparse heads: per-class feature sets by several methods over a k grid (fclens.analysis.sparsify)."""
 
     models: list[str] = []
     # names of `analysis.sparsify.methods.METHODS`: the stage checks them before any work

@@ -42,7 +42,7 @@ class Inputs:
 
     @classmethod
     def from_params(cls, root: str | Path, p) -> Inputs:
-        """The model lists of a params.yaml (`fclens.params.Params`)."""
+        """The model lists of a params.yaml (`fclens.core.params.Params`)."""
         return cls(Path(root), list(p.models), {m: s.arch for m, s in p.models.items()},
                    dict(p.feature_models), list(p.explain.photo_models),
                    list(p.depth_study.models), list(p.finetune.models),

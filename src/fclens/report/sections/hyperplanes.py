@@ -1,5 +1,5 @@
 """Hyperplanes: F. Fleuret's two-moons MLP picture, metrics/hyperplanes.json and
-plots/pictures/hyperplanes.png (fclens.hyperplanes)."""
+plots/pictures/hyperplanes.png (fclens.analysis.hyperplanes)."""
 
 from __future__ import annotations
 
