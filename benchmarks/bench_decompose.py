@@ -8,7 +8,7 @@ import time
 from _common import OUT, machine
 from fclens.analysis.ablate import Noise, TrainStats, ablation_block
 from fclens.analysis.decompose import index_mask, influential_indices
-from fclens.core import tables
+from fclens.core import streaming, tables
 from fclens.core.io import write_json
 from fclens.core.params import load_params
 
@@ -17,7 +17,7 @@ def main():
     logging.basicConfig(level=logging.INFO)
     p = load_params()
     head = tables.read_fc_weights("data/cifar_resnet20/fc_weights.parquet")
-    train, test = tables.open_splits("data/cifar_resnet20", head)
+    train, test = streaming.open_splits("data/cifar_resnet20", head)
     k1, k2 = p.decompose.k1, p.decompose.k2
     t0 = time.perf_counter()
     infl = influential_indices(train, head.n_classes, k1, k2)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fclens.core import tables
+from fclens.core import streaming, tables
 from fclens.extract.parts import FeatureWriter
 
 D, C, K = 2048, 1000, 5
@@ -53,7 +53,7 @@ def write_table(path: Path, n: int) -> None:
     argmax over 1,000 classes for 1M rows would double the writing time)."""
     rng = np.random.default_rng(SEED)
     _, centers = _head(rng)
-    chunk = tables.batch_rows_for(D)
+    chunk = streaming.batch_rows_for(D)
     with FeatureWriter(path, D, C, row_group_size=10_000) as w:
         for i in range(0, n, chunk):
             m = min(chunk, n - i)
@@ -70,7 +70,7 @@ def run_analyses(path: Path) -> dict:
     from fclens.analysis.decompose import accuracies, index_mask, influential_indices
 
     head, _ = _head(np.random.default_rng(SEED))
-    src = tables.FeatureTable(path, C, D)
+    src = streaming.FeatureTable(path, C, D)
     t = {}
     t0 = time.perf_counter()
     infl = influential_indices(src, C, K, K)
@@ -120,7 +120,7 @@ def main() -> None:
         sys.exit(f"bench_scale: {work.parent} has {free / 2**30:.1f} GiB free; the "
                  f"{max(sizes):,}-row table needs {need / 2**30:.1f} GiB. Free space, point "
                  f"--dir elsewhere, or cap with --max-rows {int(free / (D * 4 * 1.05)):d}")
-    res = {"dim": D, "n_classes": C, "k1": K, "k2": K, "batch_rows": tables.batch_rows_for(D),
+    res = {"dim": D, "n_classes": C, "k1": K, "k2": K, "batch_rows": streaming.batch_rows_for(D),
            "n_rows": [], "peak_rss_mb": [], "seconds": [], "phases": [],
            "disk_free_gb": round(free / 1e9, 1)}
     try:

@@ -2,12 +2,12 @@
 
 from _stage import run
 from fclens.analysis import ablate
-from fclens.core import io, tables
+from fclens.core import io, streaming, tables
 
 
 def main(a, p):
     head = tables.read_fc_weights(a.weights)
-    train, test = tables.open_splits(a.data, head)
+    train, test = streaming.open_splits(a.data, head)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
     metrics, per_class = ablate.run_ablations(train, test, head, infl, p.ablate, p.seed)
     io.write_json(a.metrics, metrics, digits=5)

@@ -2,12 +2,12 @@
 
 from _stage import run
 from fclens.analysis import decompose
-from fclens.core import io, tables
+from fclens.core import io, streaming, tables
 
 
 def main(a, p):
     head = tables.read_fc_weights(a.weights)
-    train, test = tables.open_splits(a.data, head)
+    train, test = streaming.open_splits(a.data, head)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
     metrics = decompose.decompose_logged(train, test, head, infl, p.decompose, p.seed, a.live)
     io.write_json(a.metrics, {**metrics, "k1": p.decompose.k1}, digits=5)

@@ -2,14 +2,14 @@
 
 from _stage import run
 from fclens.analysis import decompose
-from fclens.core import io, tables
+from fclens.core import io, streaming, tables
 from fclens.plots import studies
 
 
 def main(a, p):
     head = tables.read_fc_weights(a.weights)
     g = p.decompose.grid
-    metrics, acc, rows = decompose.k_grid(*tables.open_splits(a.data, head), head, g.k1, g.k2)
+    metrics, acc, rows = decompose.k_grid(*streaming.open_splits(a.data, head), head, g.k1, g.k2)
     io.write_json(a.metrics, metrics, digits=5)
     io.write_csv(a.csv, rows)
     studies.plot_k_grid(acc, g.k1, g.k2, metrics["acc_original"], a.plot)

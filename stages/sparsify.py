@@ -3,7 +3,7 @@ k grid, without and with head refit; ALD's natural cut; global pruning of the FC
 
 from _stage import run
 from fclens.analysis import sparsify
-from fclens.core import io, tables
+from fclens.core import io, streaming, tables
 from fclens.plots import studies
 
 
@@ -11,7 +11,7 @@ def main(a, p):
     sparsify.check_methods(p.sparsify.methods)  # params names vs the registry, before any work
     head = tables.read_fc_weights(a.weights)
     sparsify.resolve_grid(p.sparsify.k_grid, head.dim, a.model)  # k grid vs D, before the scan
-    train, test = tables.open_splits(a.data, head)
+    train, test = streaming.open_splits(a.data, head)
     ald = tables.read_frame(a.ald, tables.ALD_PARAMS, head.n_classes)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
     r = sparsify.run(train, test, head, {k: ald[k].to_numpy() for k in ("loc", "scale", "kappa")},

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fclens.core.streaming import check_head
 from fclens.core.tables import FEATURES, read
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,11 +65,11 @@ def assert_same_tables(a, b):
 
 def read_splits(data, head):
     """features_train.parquet and features_test.parquet of `data` in memory, checked against
-    `head` (the analysis stages stream them with `tables.open_splits`)."""
+    `head` (the analysis stages stream them with `streaming.open_splits`)."""
     from fclens.core import tables
 
     splits = tuple(tables.read_features(Path(data) / f"features_{s}.parquet", head.n_classes,
                                         head.dim) for s in ("train", "test"))
     for s, f in zip(("train", "test"), splits):
-        tables._check_head(Path(data) / f"features_{s}.parquet", f, head)
+        check_head(Path(data) / f"features_{s}.parquet", f, head)
     return splits

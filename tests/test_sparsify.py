@@ -1,6 +1,6 @@
-"""Sparse heads (fclens.analysis.sparsify): each selection method on problems whose answer is known, the
-refit's masks, the equivalences the report states, exact global-pruning counts, the bad-input
-errors, and the metrics contract through the plots and the report section."""
+"""Sparse heads (fclens.analysis.sparsify): each selection method on problems whose answer is
+known, the refit's masks, the equivalences the report states, exact global-pruning counts,
+the bad-input errors, and the metrics contract through the plots and the report section."""
 
 import dataclasses
 import re

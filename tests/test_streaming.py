@@ -13,7 +13,7 @@ from fclens.analysis.decompose import (
     top_k_indices,
     train_masked_heads,
 )
-from fclens.core import tables
+from fclens.core import streaming, tables
 from fclens.core.params import HeadTraining
 from fclens.explain.select import first_rows, pick_images, pick_per_class
 from fclens.extract.parts import FeatureWriter
@@ -56,8 +56,8 @@ def splits(tmp_path_factory):
     for s, n in (("train", 2000), ("test", 900)):
         _table(d / f"features_{s}.parquet", n, rng, head, centers)
     mem = read_splits(d, head)
-    streamed = tables.open_splits(d, head, batch_rows=128)
-    assert all(isinstance(t, tables.FeatureTable) for t in streamed)
+    streamed = streaming.open_splits(d, head, batch_rows=128)
+    assert all(isinstance(t, streaming.FeatureTable) for t in streamed)
     assert len(list(streamed[0])) == -(-2000 // 128)  # really streamed, in 16 batches
     return head, mem, streamed
 
@@ -146,7 +146,7 @@ def test_real_cifar_features_streamed_match():
         pytest.skip("run `dvc repro extract_activations@cifar_resnet20` first")
     head = tables.read_fc_weights(data / "fc_weights.parquet")
     tr, te = read_splits(data, head)
-    trs, tes = tables.open_splits(data, head, batch_rows=3000)
+    trs, tes = streaming.open_splits(data, head, batch_rows=3000)
     a, b = influential_indices(tr, 10, 5, 5), influential_indices(trs, 10, 5, 5)
     np.testing.assert_array_equal(a.idx, b.idx)
     g1 = decomposed_accuracy_grid(tr, te, head, [1, 5, 40], [1, 5, 40])[0]

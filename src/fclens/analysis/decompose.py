@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fclens.core.errors import FclensError
-from fclens.core.tables import Features, FeatureTable, Head, Influential
+from fclens.core.streaming import FeatureTable
+from fclens.core.tables import Features, Head, Influential
 
 if TYPE_CHECKING:
     from fclens.core.params import HeadTraining
@@ -28,7 +29,7 @@ def check_k(k1: int, k2: int, dim: int, where: str = "params.yaml decompose") ->
                               f"(the feature dimension)")
 
 
-Source = Iterable[Features] | Features  # re-iterable batches (tables.FeatureTable), or in memory
+Source = Iterable[Features] | Features  # re-iterable batches (streaming.FeatureTable), or in memory
 
 
 def batches(src: Source) -> Iterable[Features]:

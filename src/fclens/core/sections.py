@@ -270,7 +270,8 @@ class SparsifyCsg(_Section):
 
 
 class Sparsify(_Section):
-    """Sparse heads: per-class feature sets by several methods over a k grid (fclens.analysis.sparsify)."""
+    """Sparse heads: per-class feature sets by several methods over a k grid
+    (fclens.analysis.sparsify)."""
 
     models: list[str] = []
     # names of `analysis.sparsify.methods.METHODS`: the stage checks them before any work

@@ -26,7 +26,6 @@ from fclens.core.io import atomic_path
 SCHEMA_VERSION = 2  # 1: the unversioned tables of fclens <= 0.1
 META_TABLE, META_VERSION = b"fclens.table", b"fclens.schema_version"
 META_PART = b"fclens.part"  # FeatureParts: what computed the part (JSON)
-BATCH_ELEMENTS = 1 << 24  # floats per streamed feature batch (64 MB)
 _log = logging.getLogger(__name__)
 VEC = "vector"  # placeholder type: fixed_size_list<float32>[D], D checked per file
 
@@ -184,6 +183,11 @@ def _open(path: Path, spec: Spec) -> pq.ParquetFile:
     return f
 
 
+def num_rows(path: str | Path, spec: Spec) -> int:
+    """Rows of a table, from its (checked) header alone."""
+    return _open(Path(path), spec).metadata.num_rows
+
+
 def read(path: str | Path, spec: Spec, n_classes: int | None = None, dim: int | None = None,
          columns: list[str] | None = None) -> pa.Table:
     """A validated table. dim: expected vector width (None: any); n_classes: class range."""
@@ -339,62 +343,6 @@ def write_ald(out: str | Path, res: dict, names: tuple[str, ...], families: tupl
                r2_line=res["r2_line"]["r2"])
     write_frame(Path(out) / "ald_params.parquet", params, ALD_PARAMS, c)
     write_frame(Path(out) / "ald_gof.parquet", pd.DataFrame(gof), ALD_GOF, c)
-
-
-def batch_rows_for(dim: int) -> int:
-    """Rows per streamed batch: about 64 MB of float32 features, whatever D (CIFAR's 64-wide
-    splits arrive in one batch; ImageNet's 2,048-wide in batches of 8,192 rows)."""
-    return max(1024, BATCH_ELEMENTS // max(dim, 1))
-
-
-@dataclass(frozen=True)
-class FeatureTable:
-    """A features Parquet file as a re-iterable source of `Features` batches (bounded memory).
-
-    Every analysis takes such a source: anything that yields `Features` batches each time it is
-    iterated (a list `[features]` is the in-memory case). Iterating re-reads the file."""
-
-    path: Path
-    n_classes: int
-    dim: int
-    batch_rows: int = 0  # 0: batch_rows_for(dim)
-
-    def __iter__(self) -> Iterator[Features]:
-        return iter_features(self.path, self.n_classes, self.dim,
-                             self.batch_rows or batch_rows_for(self.dim))
-
-    def __len__(self) -> int:
-        return _open(Path(self.path), FEATURES).metadata.num_rows
-
-    def columns(self, columns: tuple[str, ...]) -> Iterator[Features]:
-        """Batches of only `columns` (e.g. ("label", "pred"): x is (B, 0))."""
-        return iter_features(self.path, self.n_classes, self.dim,
-                             self.batch_rows or batch_rows_for(self.dim), columns)
-
-
-def open_splits(data: str | Path, head: Head, batch_rows: int = 0
-                ) -> tuple[FeatureTable | Features, FeatureTable | Features]:
-    """features_{train,test}.parquet of `data` as sources of batches, checked against `head` on
-    their first batch (as `read_splits` does on all rows). A split that fits in one batch is
-    read once and kept (the analyses pass over test many times); a larger one is streamed."""
-    out = []
-    for s in ("train", "test"):
-        t = FeatureTable(Path(data) / f"features_{s}.parquet", head.n_classes, head.dim,
-                         batch_rows)
-        first = next(iter(t))
-        _check_head(t.path, first, head)
-        out.append(first if len(first.labels) == len(t) else t)
-    return out[0], out[1]
-
-
-def _check_head(path: Path, f: Features, head: Head) -> None:
-    # `pred` is the model's own argmax, and FC(features) reproduces its logits: a head of
-    # another model (same shape) agrees on ~1/C of the rows; AMP may flip a few near-ties
-    agree = float((head.logits(f.x).argmax(1) == f.preds).mean())
-    if agree < 0.9:
-        raise FclensError(f"{path}: the stored predictions (pred) match this FC head's argmax "
-                          f"on {agree:.0%} of rows; expected ~100%: the features and the FC "
-                          f"weights come from different models")
 
 
 def write_trees(out: str | Path, nodes: pd.DataFrame, terms: pd.DataFrame, n_classes: int) -> None:

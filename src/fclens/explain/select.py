@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from fclens.core.errors import FclensError
-from fclens.core.tables import Features, FeatureTable, Head, read_influential
+from fclens.core.streaming import FeatureTable
+from fclens.core.tables import Features, Head, read_influential
 from fclens.datasets.splits import IMAGE_SUFFIXES, load_split
 from fclens.models.inputs import load_uint8, normalizer, uint8_transform
 

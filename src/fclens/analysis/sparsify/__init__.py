@@ -22,7 +22,7 @@ is (both signs). Global pruning (`global_pruning`) keeps a fraction of all C x D
 by the two-sided ALD tail probability (each class scaled by its own fit) or by |contribution|.
 
 Memory: every pass over the features is a loop over `Features` batches of a re-iterable source
-(a `tables.FeatureTable`, or a list `[features]`), except elastic_net, whose solver holds its
+(a `streaming.FeatureTable`, or a list `[features]`), except elastic_net, whose solver holds its
 rows in memory (on a seeded subsample above `max_rows`).
 """
 

@@ -1,5 +1,6 @@
 """Weight banding: metrics/<m>/banding.json, the GAP-vs-flatten experiment
-(metrics/banding_experiment.json) and plots/pictures/<m>/banding_by_depth.png (fclens.analysis.banding).
+(metrics/banding_experiment.json) and plots/pictures/<m>/banding_by_depth.png
+(fclens.analysis.banding).
 
 Numbers are shown only as the JSON holds them.
 """
