@@ -15,8 +15,8 @@ venv: $(VENV)/.installed
 repro: venv
 	$(PY) benchmarks/repro_timed.py
 
-test: venv  # every test; the end-to-end files on their own workers (-n 2, by file)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+test: venv  # every test, whole files on 2 workers in conftest.FILE_ORDER
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: venv  # the unit tests alone, for the edit loop (no DVC project, no stage runs)
 	$(PY) -m pytest -q -m 'not slow and not e2e'

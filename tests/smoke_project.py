@@ -1,0 +1,122 @@
+"""The smoke DVC project that the end-to-end files share: built once per test session.
+
+`dvc repro` of the whole DAG on a tiny synthetic archive with randomly initialised models costs
+minutes on 2 cores (each of ~70 stages starts Python and, where needed, torch). The first
+end-to-end file to ask for it builds it under a file lock in the session's shared temp folder;
+every other file, on any xdist worker, waits for that build and gets its own copy. A build that
+failed is not reused: the next file tries again and reports its own error.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from filelock import FileLock
+
+from conftest import ROOT, make_image_folder, make_jpeg_archive
+from fclens.core.io import file_digest
+
+BIN = Path(sys.executable).parent
+
+
+def sh(cmd: str, cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **extra_env, "PATH": f"{BIN}:{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    r = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and r.returncode:
+        raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n"
+                             f"{r.stderr[-3000:]}")
+    return r
+
+
+def smoke_params(archive: Path, folder: Path) -> dict:
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["datasets"] = {"cifar10": {"archive": str(archive),
+                                 "checksum": "sha256:" + file_digest(archive)},
+                     "tinyfolder": {"folder": str(folder)}}
+    # two CIFAR ResNets are enough for the depth study; each stage process costs seconds
+    p["models"] = {m: {"arch": m, "weights": "random", "num_classes": 3}
+                   for m in ("cifar_resnet20", "cifar_resnet32")}
+    p["models"]["tf_efficientnet_lite0"] = {"arch": "tf_efficientnet_lite0", "weights": "random",
+                                            "num_classes": 20}
+    p["models"]["folder_net"] = {"arch": "cifar_resnet8", "weights": "random", "num_classes": 3}
+    p["feature_models"] = {"cifar_resnet20": "cifar10", "cifar_resnet32": "cifar10",
+                           "folder_net": "tinyfolder"}
+    p["depth_study"]["models"] = ["cifar_resnet20", "cifar_resnet32"]
+    p["finetune"].update(models=["cifar_resnet20"], epochs=1, batch_size=8)
+    p["decompose"].update(epochs=3, k1=3, k2=3, grid={"k1": [1, 3], "k2": [1, 3]})
+    p["ablate"]["n_random"] = 2
+    p["extract"].update(batch_size=4, row_group_size=4)  # several resumable parts per split
+    p["ald"]["plot_classes"] = [0, 2]
+    p["banding_experiment"].update(seeds=[0, 1], epochs=1, n_train=12, batch_size=4)
+    p["hyperplanes"].update(n_points=40, steps=50)
+    p["faithfulness"].update(n_per_class=2, n_random=2, n_boot=100, steps=4)
+    p["explain"].update(n_samples=2, classes=[0, 2], n_correct=1, n_wrong=1, photos=["chelsea"])
+    p["pictures"]["max_tiles"] = 8
+    sp = p["sparsify"]  # models: [cifar_resnet20] (D = 64: the default k grid, whole)
+    sp.update(n_random=2, global_fractions=[0.5, 0.1])
+    sp["refit"]["epochs"] = 1
+    sp["elastic_net"].update(n_lambda=4, epochs=2)
+    sp["csg"].update(n_penalties=3, epochs=1)
+    return p
+
+
+def smoke_inputs(root: Path) -> tuple[Path, Path]:
+    """The tiny JPEG archive and image folder under `root` (made once)."""
+    archive, folder = root / "arch" / "tiny.tar.gz", root / "folder" / "imgs"
+    if not archive.exists():
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        make_jpeg_archive(archive, n_per_class=6)
+    if not folder.exists():
+        make_image_folder(folder)
+    return archive, folder
+
+
+def _build(d: Path, archive: Path, folder: Path) -> None:
+    d.mkdir(parents=True)
+    for item in ("dvc.yaml", ".dvcignore", "stages", "src"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, d / item)
+    (d / "metrics" / "bench").mkdir(parents=True)  # a report input, written by `make bench`
+    (d / "params.yaml").write_text(yaml.safe_dump(smoke_params(archive, folder), sort_keys=False))
+    # depth_study lists one metrics/<m> folder per depth_study.models entry (what a user edits
+    # along with the params; the stage checks it)
+    dvc_yaml = (d / "dvc.yaml").read_text()
+    for m in ("cifar_resnet44", "cifar_resnet56"):
+        dvc_yaml = dvc_yaml.replace(f"      - metrics/{m}\n", "")
+    (d / "dvc.yaml").write_text(dvc_yaml)
+    sh("git init -q && dvc init -q && git add -A && git commit -qm init", d)
+    sh("dvc repro", d)
+    sh("git add -A && git commit -qm repro", d)
+
+
+def shared_root(tmp_path_factory) -> Path:
+    """A folder every xdist worker of this session sees (the session's own, without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def smoke_repo(tmp_path_factory) -> Path:
+    """A fresh copy of the smoke project after `dvc repro` (committed in git)."""
+    root = shared_root(tmp_path_factory)
+    built = root / "smoke_dag"
+    with FileLock(str(root / "smoke_dag.lock")):
+        if not (built / ".built").exists():
+            shutil.rmtree(built, ignore_errors=True)  # a build that failed half way
+            _build(built, *smoke_inputs(root))
+            (built / ".built").touch()
+    d = tmp_path_factory.mktemp("proj")
+    shutil.rmtree(d)
+    shutil.copytree(built, d, symlinks=True, ignore=shutil.ignore_patterns(".built"))
+    return d
+
+
+def science_metrics(repo: Path) -> dict[str, dict]:
+    """Every science metrics file (timing lives apart, in metrics/timing/)."""
+    return {str(f.relative_to(repo)): json.loads(f.read_text())
+            for f in sorted((repo / "metrics").rglob("*.json")) if "timing" not in f.parts}
