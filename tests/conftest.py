@@ -76,9 +76,11 @@ def read_splits(data, head):
 
 
 # `make test` hands whole files to 2 xdist workers in this order (--dist loadfile
-# --no-loadscope-reorder): the longest first, the shared smoke project's rerun file once that
-# project is being built, then the many short files, which even out the two workers' ends.
-FILE_ORDER = ("test_pipeline_e2e.py", "test_reliability.py", "test_pipeline_rerun.py")
+# --no-loadscope-reorder): the smoke project's build and tests on one worker, the catalogue and
+# the other long files on the other while it builds, then the reruns of that project (ready by
+# then), then the many short files, which even out the two workers' ends.
+FILE_ORDER = ("test_pipeline_e2e.py", "test_reliability.py", "test_pipeline_orphan.py",
+              "test_extract_ray.py", "test_pipeline_rerun.py", "test_pipeline_rerun_analysis.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -53,7 +53,7 @@ def test_full_dag_runs_and_writes_contract_keys(clean):
     ald = json.loads((repo / "metrics/tf_efficientnet_lite0/ald.json").read_text())
     assert ald["n_classes"] == 20 and set(ald["aic_win_rate"]) == {
         "gaussian", "laplace", "student_t", "logistic"}
-    dec = json.loads((repo / "metrics/cifar_resnet32/decompose.json").read_text())
+    dec = json.loads((repo / "metrics/folder_net/decompose.json").read_text())
     assert dec["k1"] == 3 and 0 <= dec["acc_decomposed"] <= 1
     abl = json.loads((repo / "metrics/cifar_resnet20/ablate.json").read_text())
     assert set(abl["by_noise"]) == {"feature_stats", "standard_normal", "zero", "train_mean"}
@@ -184,7 +184,7 @@ def test_report_holds_every_metric_file(clean):
 
     md = (repo / "report/README.md").read_text()
     html = (repo / "report/index.html").read_text()
-    for name in ("cifar_resnet20", "cifar_resnet32", "folder_net"):
+    for name in ("cifar_resnet20", "folder_net"):
         def m(f: str, name: str = name) -> dict:
             return json.loads((repo / f"metrics/{name}/{f}.json").read_text())
 
@@ -194,7 +194,7 @@ def test_report_holds_every_metric_file(clean):
                        _pct(m("k_grid")["best_acc_decomposed"])):
             assert needle in md and needle in html, (name, needle)
     dep = json.loads((repo / "metrics/depth.json").read_text())
-    assert _num(dep["models"]["cifar_resnet32"]["rel_acc"]) in md
+    assert _num(dep["models"]["folder_net"]["rel_acc"]) in md
     assert "../plots/explain/tf_efficientnet_lite0/smooth_gradcampp.png" in html
 
 
