@@ -21,6 +21,9 @@ from fclens.extract.backend import extract_splits
 from fclens.models.registry import build_model
 
 CFG = Extract(batch_size=8, row_group_size=16, num_workers=0)
+# tests that start a Ray runtime (a local Ray or a 2-node cluster: seconds each) are e2e, so
+# `make test-fast` skips them; `make test` runs them
+STARTS_RAY = pytest.mark.e2e
 RAY = Extract(batch_size=8, row_group_size=16, backend="ray", ray_actors=2)
 
 
@@ -79,6 +82,7 @@ def _assert_same_metrics(m_ray, m_local):
     assert m_ray["logit_max_abs_err"] < 1e-4
 
 
+@STARTS_RAY
 @pytest.mark.parametrize("source", [_arrays, _folder])
 def test_ray_backend_gives_the_local_tables(ray_local, tmp_path, source):
     data, model = source(tmp_path)
@@ -103,6 +107,7 @@ class CrashOnce(extract_ray.ModelActor):
         return super().__call__(batch)
 
 
+@STARTS_RAY
 def test_resumes_local_parts_and_survives_a_killed_actor(ray_local, tmp_path, monkeypatch,
                                                          caplog):
     from ray import cloudpickle
@@ -173,6 +178,7 @@ def _on_nodes(tmp_path, monkeypatch, hold=False):
                           if f.startswith(when or ("before", "after"))]
 
 
+@STARTS_RAY
 def test_a_two_node_cluster_gives_the_local_tables(ray_cluster, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     worker = ray_cluster.add_node(num_cpus=2)  # with the head's one: 2 actors and a decoder
@@ -188,6 +194,7 @@ def test_a_two_node_cluster_gives_the_local_tables(ray_cluster, tmp_path, monkey
     assert not ray.is_initialized()  # the backend joined the cluster, and left it
 
 
+@STARTS_RAY
 def test_a_worker_node_lost_mid_run_changes_nothing(ray_cluster, tmp_path, monkeypatch):
     # two workers: once one is gone, the head's and the other's 3 CPUs still hold the 2 actors
     # (the lost one restarted by Ray Data) and a decoding task: no replacement node needed
