@@ -46,6 +46,19 @@ def make_image_folder(root: Path, n_train: int = 4, n_val: int = 2, classes=("n0
     return root
 
 
+
+# test references: the plain formulas the library's batched code must reproduce
+
+def decomposed_logits(x: np.ndarray, w: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """logit_c = x[I_c] . W[c, I_c] + b_c for all classes at once: x (N, D) -> (N, C)."""
+    return x @ (w * mask).T + b
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Share of rows whose argmax is the label (NaN if no rows)."""
+    return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
+
+
 @pytest.fixture
 def jpeg_archive(tmp_path):
     return make_jpeg_archive(tmp_path / "tiny.tar.gz")

@@ -6,10 +6,11 @@ import pytest
 import timm
 import torch
 
+from fclens.analysis.banding import spatial_convs
 from fclens.analysis.trees import build_trees
 from fclens.core.tables import Head
 from fclens.explain.cams import class_activation_map, class_targets, compute_cams
-from fclens.explain.pictures import banding_tiles, filter_tiles, first_conv, last_spatial_conv
+from fclens.explain.pictures import banding_tiles, filter_tiles, first_conv
 from fclens.explain.select import pick_images
 from fclens.models.cifar_resnet import CifarResNet
 
@@ -136,7 +137,7 @@ def test_pick_images_correct_then_wrong_per_class():
 def test_weight_pictures():
     model = _tiny()
     assert first_conv(model) is model.conv1
-    name, conv = last_spatial_conv(model)
+    name, conv = spatial_convs(model)[-1]  # the last spatial conv (it feeds the pooling)
     assert name == "layer3.0.conv2"
     t = filter_tiles(np.array([[[[1.0, -1.0]], [[0.0, 0.5]], [[0.0, 0.0]]]]))  # (1, 3, 1, 2)
     np.testing.assert_allclose(t[0], [[[1.0, 0.5, 0.5], [0.0, 0.75, 0.5]]])

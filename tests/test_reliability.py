@@ -41,8 +41,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, make_image_folder, make_jpeg_archive
-from fclens.analysis.decompose import accuracy, influential_indices
+from conftest import ROOT, accuracy, make_image_folder, make_jpeg_archive
+from fclens.analysis.decompose import influential_indices
 from fclens.core import tables
 from fclens.core.errors import FclensError
 from fclens.core.io import file_digest, write_json

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from conftest import accuracy, decomposed_logits
 from fclens.analysis.ablate import Noise, TrainStats, ablation_block, jaccard, replace
 from fclens.analysis.decompose import (
     check_k,
-    decomposed_logits,
     index_mask,
     influential_indices,
     top_k_indices,
@@ -131,7 +131,7 @@ def test_top_k_indices_ties_lower_index():
 
 
 def test_accuracy_grid_matches_algorithm1_cell_by_cell():
-    from fclens.analysis.decompose import accuracy, decomposed_accuracy_grid
+    from fclens.analysis.decompose import decomposed_accuracy_grid
 
     rng = np.random.default_rng(3)
     x = np.maximum(rng.normal(size=(300, 12)), 0).round(1)  # ties on purpose

@@ -88,11 +88,6 @@ def index_mask(idx: np.ndarray, dim: int) -> np.ndarray:
     return m
 
 
-def decomposed_logits(x: np.ndarray, w: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """logit_c = x[I_c] . W[c, I_c] + b_c for all classes at once: x (N, D) -> (N, C)."""
-    return x @ (w * mask).T + b
-
-
 def accuracies(test: Source, heads: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
     """Accuracy of each (w (C, D), b (C,)) linear head on `test`, in one streamed pass."""
     hits, n = np.zeros(len(heads), np.int64), 0
@@ -117,11 +112,6 @@ def decomposed_accuracy_grid(train: Source, test: Source, head: Head, k1s: list[
     acc = accuracies(test, [(head.w, head.b)] + [(head.w * m, head.b) for m in masks])
     union = np.array([m.any(0).sum() for m in masks]).reshape(len(k1s), len(k2s))
     return np.array(acc[1:]).reshape(len(k1s), len(k2s)), union, acc[0]
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The one accuracy of fclens: share of rows whose argmax is the label (NaN if no rows)."""
-    return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
 
 
 @contextlib.contextmanager

@@ -62,10 +62,6 @@ class TargetSets:
     c: np.ndarray  # (N, T + R)
     random_of: str  # whose size the random sets take: influential, or terminal+ without it
 
-    @property
-    def n_targets(self) -> int:
-        return len(self.names)
-
 
 def target_sets(head: Head, nodes: pd.DataFrame, influential: np.ndarray | None,
                 cls: np.ndarray, targets: list[str], n_random: int, seed: int) -> TargetSets:

@@ -27,15 +27,6 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
     raise FclensError(f"{type(model).__name__}: no Conv2d with 3 input channels")
 
 
-def last_spatial_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
-    """(name, module) of the last convolution with a kernel larger than 1x1."""
-    found = [(n, m) for n, m in model.named_modules()
-             if isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1]
-    if not found:
-        raise FclensError(f"{type(model).__name__}: no Conv2d with a spatial kernel")
-    return found[-1]
-
-
 def filter_tiles(w: np.ndarray) -> np.ndarray:
     """(O, 3, kh, kw) RGB filters -> (O, kh, kw, 3) in [0, 1], 0.5 = zero weight, per filter."""
     scale = np.abs(w).reshape(len(w), -1).max(1)[:, None, None, None]

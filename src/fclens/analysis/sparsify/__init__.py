@@ -1,7 +1,7 @@
 """Sparse heads: which features does each class need?
 
 Every method gives each class c a feature set S_c; the sparse head keeps W[c, j] for j in S_c
-only (`decompose.decomposed_logits`). One protocol serves every method:
+only (W * mask, as `decompose` scores Algorithm 1's sets). One protocol serves every method:
 
 - A validation part is carved once from the training split by seed; the rest is the fit part
   (`rows`). Every selection and every refit uses the fit part; only elastic_net's rule for
