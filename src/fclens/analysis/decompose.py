@@ -235,7 +235,7 @@ def k_grid(train: Source, test: Source, head: Head, k1s: list[int], k2s: list[in
 
 
 def decompose_with_live_curves(train: Source, test: Source, head: Head, infl: Influential,
-                     cfg: HeadTraining, seed: int, live_dir: str) -> dict:
+                               cfg: HeadTraining, seed: int, live_dir: str) -> dict:
     """`decompose` with DVCLive curves per retraining epoch, written atomically to live_dir."""
     from dvclive import Live
 
