@@ -9,7 +9,8 @@ def main(a, p):
     head = tables.read_fc_weights(a.weights)
     train, test = streaming.open_splits(a.data, head)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)
-    metrics = decompose.decompose_with_live_curves(train, test, head, infl, p.decompose, p.seed, a.live)
+    metrics = decompose.decompose_with_live_curves(train, test, head, infl, p.decompose, p.seed,
+                                                   a.live)
     io.write_json(a.metrics, {**metrics, "k1": p.decompose.k1}, digits=5)
 
 
