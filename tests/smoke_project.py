@@ -50,6 +50,7 @@ def smoke_params(archive: Path, folder: Path) -> dict:
                                   "num_classes": 3}}
     p["feature_models"] = {"cifar_resnet20": "cifar10", "folder_net": "tinyfolder"}
     p["depth_study"]["models"] = ["cifar_resnet20", "folder_net"]
+    p["geometry"]["weight_models"] = ["tf_efficientnet_lite0"]
     p["finetune"].update(models=["cifar_resnet20"], epochs=1, batch_size=8)
     p["decompose"].update(epochs=3, k1=3, k2=3, grid={"k1": [1, 3], "k2": [1, 3]})
     p["ablate"]["n_random"] = 2
@@ -127,7 +128,7 @@ def science_metrics(repo: Path) -> dict[str, dict]:
 
 # the analysis stages: what a smaller CPU must reproduce byte for byte from the same features
 ANALYSIS = ("fit_ald", "build_trees", "select_influential", "decompose", "ablate", "k_grid",
-            "depth_study", "sparsify")
+            "geometry", "geometry_weights", "depth_study", "sparsify")
 SMALLER_CPU = dict(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                    ONEDNN_MAX_CPU_ISA="AVX2")
 

@@ -19,7 +19,7 @@ from PIL import Image
 from conftest import ROOT
 from fclens.core.errors import FclensError
 from fclens.core.io import write_json
-from fclens.report.depth import depth_rows
+from fclens.report.depth import GEOMETRY_KEYS, depth_rows, geometry_series
 from fclens.report.doc import Inputs
 from fclens.report.fmt import slug
 from fclens.report.render import render_html
@@ -29,12 +29,14 @@ from fclens.report.sections.bench import section_bench
 from fclens.report.sections.data import section_data
 from fclens.report.sections.depth import section_depth
 from fclens.report.sections.finetune import section_finetune
+from fclens.report.sections.geometry import section_geometry
 from fclens.report.sections.timing import PIPELINE_JSON, section_timing
 from fclens.report.sections.trees import section_trees
 
 # net_a has the paper's arch, net_b a different one; photo is explained on photographs only.
 ARCHS = {"net_a": "cifar_resnet20", "net_b": "cifar_resnet32", "photo": "tf_efficientnet_lite0"}
 FEATURE = {"net_a": "tiny", "net_b": "tiny"}
+GEO_SPLITS = ("train", "test")
 NOISES = ("feature_stats", "standard_normal")
 
 
@@ -109,19 +111,28 @@ def make_tree(root: Path, fmt: str = "cifar10-jpeg", archs: dict = ARCHS,
             "acc_decomposed": {f"k1={a}": {f"k2={b}": 0.5 + a / 10 + b / 100 for b in (1, 2)}
                                for a in (1, 2)}})
         _png(root / f"plots/{name}/k_grid.png", i + 50)
+        geo = {s: {"n_images": 18, "nc1": 0.53 + i, "nc2_norm_cv_means": 0.09,
+                   "nc2_cos_std_means": 0.17, "nc2_cos_shift_means": 0.1475,
+                   "nc2_norm_cv_w": 0.034, "nc2_cos_std_w": 0.10, "nc2_cos_shift_w": 0.0824,
+                   "nc3": 0.1002, "nc4": 0.0476, "ncc_acc": 0.7531 + i / 10} for s in GEO_SPLITS}
+        write_json(m / name / "geometry.json", {"n_classes": 3, **geo, "weights": {}})
         depth[name] = {"model": name, "depth": 20 + 12 * i, "acc_original": acc,
                        "rel_acc": 0.9284 + i / 100, "rel_acc_retrained": 0.99,
-                       "damage_influential": 0.117, "damage_noninfluential": 0.295}
+                       "damage_influential": 0.117, "damage_noninfluential": 0.295,
+                       "geometry": geo}
     for name in finetune:
         write_json(m / name / "finetune.json", {"acc_decomposed_finetuned": 0.8567,
                                                 "rel_acc_finetuned": 1.01, "epochs": 2,
                                                 "finetune_train_loss": [0.9, 0.61]})
     write_json(m / "depth.json", {"models": depth})
     _png(root / "plots/depth.png", 99)
+    _png(root / "plots/geometry_depth.png", 98)
+    write_json(m / "photo/geometry.json", {"n_classes": 20, "weights": {
+        "nc2_norm_cv_w": 0.0646, "nc2_cos_std_w": 0.0361, "nc2_cos_shift_w": 0.0257}})
     _explanation_checks(root, list(archs))
     return Inputs(root=root, models=list(archs), archs=dict(archs), feature_models=dict(FEATURE),
                   photo_models=["photo"], depth_models=list(FEATURE),
-                  finetune_models=list(finetune))
+                  finetune_models=list(finetune), geometry_weight_models=["photo"])
 
 
 def _explanation_checks(root: Path, models: list[str]) -> None:
@@ -302,9 +313,31 @@ def test_depth_rows_sorted_by_depth_and_strict(tmp_path):
     assert [r["model"] for r in rows] == ["net_a", "net_b"] and rows[1]["depth"] == 32
     with pytest.raises(FclensError, match="needs cifar_resnet<depth>"):
         depth_rows(tmp_path / "metrics", ["net_a"], {"net_a": "resnet18"})
+    assert rows[0]["geometry"]["test"]["ncc_acc"] == 0.7531
+    assert geometry_series({"models": {r["model"]: r for r in rows}}) == (
+        [20, 32], {k: {s: [r["geometry"][s][k] for r in rows] for s in GEO_SPLITS}
+                   for k in GEOMETRY_KEYS})
+    geo = json.loads((tmp_path / "metrics/net_a/geometry.json").read_text())
+    del geo["test"]["nc3"]
+    write_json(tmp_path / "metrics/net_a/geometry.json", geo)
+    with pytest.raises(FclensError, match=r"net_a/geometry.json: no key test.nc3"):
+        depth_rows(tmp_path / "metrics", ["net_a"], {"net_a": "cifar_resnet20"})
     (tmp_path / "metrics/net_b/ablate.json").unlink()
     with pytest.raises(FclensError, match="net_b/ablate.json"):
         depth_rows(tmp_path / "metrics", ["net_b"], {"net_b": "cifar_resnet32"})
+
+
+def test_geometry_section_says_where_the_nearest_centre_wins(tmp_path):
+    inp = make_tree(tmp_path)
+    text = "\n".join(section_geometry(inp))
+    # net_a: nearest centre 75.31% against the head's 90% (train) and 81% (test); net_b wins
+    # on test: 85.31% against 82%
+    assert "net_a, test: the nearest-class-centre rule (75.31%) loses to the trained head " \
+           "(81.00%), -5.69 points." in text
+    assert "net_b, test: the nearest-class-centre rule (85.31%) beats the trained head " \
+           "(82.00%), +3.31 points." in text
+    assert "| photo | 0.0646 | 0.0361 | 0.0257 |" in text
+    assert "../plots/geometry_depth.png" in text
 
 
 def test_depth_study_deps_cover_the_params_models():

@@ -37,6 +37,7 @@ from fclens.core.sections import (  # noqa: F401 (re-exported: the sections' one
     Faithfulness,
     Finetune,
     Fraction,
+    Geometry,
     Grid,
     HeadTraining,
     Hyperplanes,
@@ -75,6 +76,7 @@ class Params(_Section):
     banding_experiment: BandingExperiment = BandingExperiment()
     hyperplanes: Hyperplanes = Hyperplanes()
     sparsify: Sparsify = Sparsify()
+    geometry: Geometry = Geometry()
 
     @field_validator("models")
     @classmethod
@@ -105,6 +107,12 @@ class Params(_Section):
         known("sparsify.models", self.sparsify.models, self.feature_models, "feature model")
         known("depth_study.models", self.depth_study.models, self.feature_models,
               "feature model")
+        known("geometry.weight_models", self.geometry.weight_models, self.models, "model")
+        for m in self.geometry.weight_models:
+            if m in self.feature_models:
+                raise ValueError(f"geometry.weight_models: {m!r} is a feature model, whose "
+                                 f"geometry comes from its features (geometry@{m}); expected "
+                                 f"models without a dataset only")
         for m in self.finetune.models:
             if self.datasets[self.feature_models[m]].folder is not None:
                 raise ValueError(f"finetune.models: {m!r} uses an image folder; fine-tuning "

@@ -188,6 +188,14 @@ class DepthStudy(_Section):
     models: list[str] = NonEmpty
 
 
+class Geometry(_Section):
+    """Neural collapse (fclens.analysis.geometry): every feature model gets the whole geometry
+    from its features (`geometry@<m>`); these models, which have no dataset, get the figures of
+    their weight rows alone (`geometry_weights@<m>`)."""
+
+    weight_models: list[str] = []
+
+
 class Faithfulness(_Section):
     """Deletion / insertion, Average Drop, a random-channel control and the weight-randomization
     sanity check of the CAM maps (fclens.explain.faithfulness)."""

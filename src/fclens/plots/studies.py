@@ -24,6 +24,24 @@ def plot_depth(depths: list[int], rel_acc: list[float], damage: list[float],
     _save(fig, path)
 
 
+def plot_geometry_depth(depths: list[int], figures: dict[str, dict[str, list[float]]],
+                        path: str | Path) -> None:
+    """One panel per neural-collapse figure (nc1, ..., ncc_acc), train and test against depth."""
+    titles = {"nc1": "NC1: Tr(Sw Sb+)/C", "nc2_cos_shift_means": "NC2: mean |cos + 1/(C-1)|",
+              "nc3": "NC3: |W/|W| - M/|M||^2", "nc4": "NC4: FC vs nearest centre",
+              "ncc_acc": "nearest-centre accuracy"}
+    fig, axes = plt.subplots(1, len(figures), figsize=(2.6 * len(figures), 2.8), squeeze=False)
+    for ax, (key, by_split) in zip(axes[0], figures.items()):
+        for split, marker in (("train", "o-"), ("test", "s--")):
+            ax.plot(depths, by_split[split], marker, label=split)
+        ax.set_title(titles.get(key, key), fontsize=8)
+        ax.set_xlabel("ResNet depth")
+        ax.set_xticks(depths)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def plot_k_grid(acc: np.ndarray, k1s: list[int], k2s: list[int], acc0: float, path: str | Path
                 ) -> None:
     plot_heatmap(acc, k2s, k1s, f"decomposed test accuracy (rows k1, cols k2; full {acc0:.3f})",

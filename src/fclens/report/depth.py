@@ -1,4 +1,5 @@
-"""The depth study's table: decomposition and ablation figures of each model, by network depth."""
+"""The depth study's table: decomposition, ablation and neural-collapse figures of each model, by
+network depth."""
 
 from __future__ import annotations
 
@@ -30,8 +31,32 @@ def depth_rows(metrics_dir: Path, models: list[str], archs: dict[str, str]) -> l
                      "acc_original": dec["acc_original"], "rel_acc": dec["rel_acc"],
                      "rel_acc_retrained": dec["rel_acc_retrained"],
                      "damage_influential": abl["damage_influential_per_class"],
-                     "damage_noninfluential": abl["damage_noninfluential_per_class"]})
+                     "damage_noninfluential": abl["damage_noninfluential_per_class"],
+                     "geometry": _geometry(Path(metrics_dir) / m / "geometry.json")})
     return sorted(rows, key=lambda r: r["depth"])
+
+
+GEOMETRY_KEYS = ("nc1", "nc2_cos_shift_means", "nc3", "nc4", "ncc_acc")  # plotted against depth
+
+
+def _geometry(path: Path) -> dict:
+    """Per split, the neural-collapse figures drawn against depth (stage geometry)."""
+    geo = _need(path, "train", "test")
+    out = {}
+    for split in ("train", "test"):
+        if missing := [k for k in GEOMETRY_KEYS if k not in geo[split]]:
+            raise FclensError(f"{path}: no key {split}.{', '.join(missing)}; rerun the stage "
+                              f"that writes it (dvc repro)")
+        out[split] = {k: geo[split][k] for k in GEOMETRY_KEYS}
+    return out
+
+
+def geometry_series(metrics: dict) -> tuple[list[int], dict[str, dict[str, list[float]]]]:
+    """depths and, per figure of GEOMETRY_KEYS and split, its values in depth order, from
+    depth.json's content."""
+    rows = sorted(metrics["models"].values(), key=lambda r: r["depth"])
+    return [r["depth"] for r in rows], {k: {s: [r["geometry"][s][k] for r in rows]
+                                            for s in ("train", "test")} for k in GEOMETRY_KEYS}
 
 
 def _need(path: Path, *keys: str) -> dict:

@@ -39,6 +39,7 @@ class Inputs:
     depth_models: Sequence[str] = ()  # depth_study.models
     finetune_models: Sequence[str] = ()  # finetune.models
     sparsify_models: Sequence[str] = ()  # sparsify.models
+    geometry_weight_models: Sequence[str] = ()  # geometry.weight_models
 
     @classmethod
     def from_params(cls, root: str | Path, p) -> Inputs:
@@ -46,7 +47,7 @@ class Inputs:
         return cls(Path(root), list(p.models), {m: s.arch for m, s in p.models.items()},
                    dict(p.feature_models), list(p.explain.photo_models),
                    list(p.depth_study.models), list(p.finetune.models),
-                   list(p.sparsify.models))
+                   list(p.sparsify.models), list(p.geometry.weight_models))
 
     def json(self, rel: str) -> Doc:
         path = self.root / rel
