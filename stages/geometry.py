@@ -10,7 +10,7 @@ def main(a, p):
     head = tables.read_fc_weights(a.weights)
     if a.data:
         train, test = streaming.open_splits(a.data, head)
-        metrics = geometry.geometry(train, test, head)
+        metrics = geometry.geometry(train, test, head, p.seed)
     else:
         metrics = {"weights": geometry.weight_geometry(head)}
     io.write_json(a.metrics, {"n_classes": head.n_classes, **metrics}, digits=5)

@@ -30,7 +30,7 @@ def collapsed(c: int, d: int, per_class: int):
 def test_a_collapsed_simplex_etf_gives_the_limits_to_machine_precision():
     c = 5
     f, head = collapsed(c, 12, 7)
-    g = geometry(f, f, head)
+    g = geometry(f, f, head, seed=0)
     for split in ("train", "test"):
         s = g[split]
         assert s["nc1"] == pytest.approx(0, abs=1e-12)
@@ -42,6 +42,10 @@ def test_a_collapsed_simplex_etf_gives_the_limits_to_machine_precision():
         np.testing.assert_allclose(s["per_class"]["nearest_cos"], -1 / (c - 1), atol=1e-6)
         np.testing.assert_allclose(s["per_class"]["mean_norm"], 2.5, rtol=1e-6)
     np.testing.assert_allclose(g["weights"]["per_class"]["w_norm"], 4, rtol=1e-6)
+    # the control: the same features, labels shuffled: no collapse left, chance accuracy
+    for split in ("train", "test"):
+        ctl = g[split]["control_shuffled_labels"]
+        assert ctl["nc1"] > 1 and ctl["ncc_acc"] < 0.6
 
 
 def naive(x, y, w, train_means, preds):
@@ -77,7 +81,7 @@ def test_random_data_matches_the_plain_formulas_and_streaming_matches_one_batch(
         return Features(x, y, head.logits(x).argmax(1))
 
     tr, te = split(200, 1), split(90, 2)
-    g = geometry(tr, te, head)
+    g = geometry(tr, te, head, seed=0)
     tr_means = np.stack([tr.x[tr.labels == k].mean(0) for k in range(c)]).astype(np.float64)
     want_tr, means = naive(tr.x.astype(np.float64), tr.labels, head.w.astype(np.float64),
                            tr_means, tr.preds)
@@ -87,15 +91,24 @@ def test_random_data_matches_the_plain_formulas_and_streaming_matches_one_batch(
         for k, v in want.items():
             assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
     assert 0 < g["test"]["nc4"] < 1 and g["train"]["nc1"] > 0
+    for f, name in ((tr, "train"), (te, "test")):  # the control: the formulas on shuffled labels
+        y = np.random.default_rng(0).permutation(f.labels)
+        ctl_means = np.stack([f.x[y == k].mean(0) for k in range(c)]).astype(np.float64)
+        want, _ = naive(f.x.astype(np.float64), y, head.w.astype(np.float64), ctl_means, f.preds)
+        got = g[name]["control_shuffled_labels"]
+        assert got["nc1"] == pytest.approx(want["nc1"], rel=1e-6)
+        assert got["ncc_acc"] == pytest.approx(want["ncc_acc"])
 
     def chunks(f, size):
         return [Features(f.x[i:i + size], f.labels[i:i + size], f.preds[i:i + size])
                 for i in range(0, len(f.labels), size)]
 
-    streamed = geometry(chunks(tr, 37), chunks(te, 16), head)
+    streamed = geometry(chunks(tr, 37), chunks(te, 16), head, seed=0)
     for s in ("train", "test"):
         for k in want_tr:
             assert streamed[s][k] == pytest.approx(g[s][k], rel=1e-9, abs=1e-12), (s, k)
+        assert streamed[s]["control_shuffled_labels"] == pytest.approx(
+            g[s]["control_shuffled_labels"], rel=1e-9)
 
 
 def test_one_class_or_a_class_without_images_is_a_clear_error():
@@ -104,7 +117,7 @@ def test_one_class_or_a_class_without_images_is_a_clear_error():
         weight_geometry(one)
     f = Features(np.ones((4, 3), np.float32), np.zeros(4, np.int64), np.zeros(4, np.int64))
     with pytest.raises(FclensError, match="at least 2 classes"):
-        geometry(f, f, one)
+        geometry(f, f, one, seed=0)
     two = Head(np.eye(2, 3, dtype=np.float32), np.zeros(2, np.float32), ("a", "b"))
     with pytest.raises(FclensError, match=r"features_train: no image of class \[1\]"):
-        geometry(f, f, two)
+        geometry(f, f, two, seed=0)

@@ -114,7 +114,9 @@ def make_tree(root: Path, fmt: str = "cifar10-jpeg", archs: dict = ARCHS,
         geo = {s: {"n_images": 18, "nc1": 0.53 + i, "nc2_norm_cv_means": 0.09,
                    "nc2_cos_std_means": 0.17, "nc2_cos_shift_means": 0.1475,
                    "nc2_norm_cv_w": 0.034, "nc2_cos_std_w": 0.10, "nc2_cos_shift_w": 0.0824,
-                   "nc3": 0.1002, "nc4": 0.0476, "ncc_acc": 0.7531 + i / 10} for s in GEO_SPLITS}
+                   "nc3": 0.1002, "nc4": 0.0476, "ncc_acc": 0.7531 + i / 10,
+                   "control_shuffled_labels": {"nc1": 71.2, "ncc_acc": 0.3412}}
+               for s in GEO_SPLITS}
         write_json(m / name / "geometry.json", {"n_classes": 3, **geo, "weights": {}})
         depth[name] = {"model": name, "depth": 20 + 12 * i, "acc_original": acc,
                        "rel_acc": 0.9284 + i / 100, "rel_acc_retrained": 0.99,
@@ -337,6 +339,7 @@ def test_geometry_section_says_where_the_nearest_centre_wins(tmp_path):
     assert "net_b, test: the nearest-class-centre rule (85.31%) beats the trained head " \
            "(82.00%), +3.31 points." in text
     assert "| photo | 0.0646 | 0.0361 | 0.0257 |" in text
+    assert "| net_a | test | 1.53 | 71.2 |" in text and "| 34.12% | 81.00% |" in text  # control
     assert "../plots/geometry_depth.png" in text
 
 

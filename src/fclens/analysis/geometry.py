@@ -12,6 +12,11 @@ With μ_c the mean feature of class c, μ_G the mean of all features and M (C, D
 - NC4: the share of images where the FC prediction (the model's own `pred`) and the
   nearest-class-centre rule (the *train* means) disagree, and that rule's accuracy.
 
+Control (`control_shuffled_labels`): NC1 and the nearest-centre accuracy of the same features
+with their labels shuffled (the same class sizes, seeded). Features with no class structure give
+figures like these; real collapse must sit far below the control's NC1 and far above its
+accuracy (chance, 1/C).
+
 Every sum is accumulated per batch in float64 (bounded memory whatever N: a (C, D) sum and a
 (D, D) scatter), the scatter around the means found in a first pass, so a collapsed split gives 0,
 not a cancellation residue.
@@ -57,12 +62,21 @@ def weight_geometry(head: Head) -> dict:
             "per_class": {"w_norm": norms.tolist()}}
 
 
-def _class_sums(source: Source, c: int, d: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _labelled(source: Source, labels: np.ndarray | None):
+    """(batch, its labels): the stored ones, or the slice of `labels` (N,) in file order."""
+    start = 0
+    for f in batches(source):
+        yield f, f.labels if labels is None else labels[start:start + len(f.labels)]
+        start += len(f.labels)
+
+
+def _class_sums(source: Source, c: int, d: int, where: str, labels: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Per class: count (C,) and feature sum (C, D), float64, in one pass."""
     n, s = np.zeros(c, np.int64), np.zeros((c, d))
-    for f in batches(source):
-        n += np.bincount(f.labels, minlength=c)
-        np.add.at(s, f.labels, f.x.astype(np.float64))
+    for f, y in _labelled(source, labels):
+        n += np.bincount(y, minlength=c)
+        np.add.at(s, y, f.x.astype(np.float64))
     if (n == 0).any():
         raise FclensError(f"{where}: no image of class {np.flatnonzero(n == 0).tolist()}; the "
                           f"class means of neural collapse need every class (expected at least "
@@ -76,10 +90,43 @@ def _ncc(x: np.ndarray, means: np.ndarray) -> np.ndarray:
     return d2.argmin(1)
 
 
-def split_geometry(source: Source, head: Head, train_means: np.ndarray | None, where: str
-                   ) -> tuple[dict, np.ndarray]:
-    """NC1-NC4 of one split, and its class means (C, D). `train_means` None: this split is the
-    training split, whose own means serve the nearest-class-centre rule."""
+def _within(source: Source, means: np.ndarray, centres: np.ndarray,
+            labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Σ (x - μ_y)(x - μ_y)^T (D, D); per image (N,) its nearest centre among `centres`, and
+    (2, N) the labels used and the model's predictions, in file order."""
+    d = means.shape[1]
+    scatter, nearest, seen = np.zeros((d, d)), [], []
+    for f, y in _labelled(source, labels):
+        x = f.x.astype(np.float64)
+        z = x - means[y]  # (B, D)
+        scatter += z.T @ z
+        nearest.append(_ncc(x, centres))
+        seen.append(np.stack([y, f.preds]))
+    return scatter, np.concatenate(nearest), np.concatenate(seen, axis=1)
+
+
+def _nc1(scatter: np.ndarray, n: int, m: np.ndarray) -> float:
+    """Tr(Σ_W Σ_B⁺) / C from the within-class scatter of n images and the centred means M."""
+    c = len(m)
+    return float(np.trace(scatter / n @ np.linalg.pinv(m.T @ m / c, hermitian=True)) / c)
+
+
+def shuffled_control(source: Source, labels: np.ndarray, c: int, d: int, where: str, seed: int
+                     ) -> dict:
+    """NC1 and nearest-centre accuracy with the labels (N,) shuffled: no class structure."""
+    y = np.random.default_rng(seed).permutation(labels)
+    n_c, sums = _class_sums(source, c, d, where, y)
+    means = sums / n_c[:, None]
+    scatter, nearest, _ = _within(source, means, means, y)
+    return {"nc1": _nc1(scatter, len(y), means - sums.sum(0) / len(y)),
+            "ncc_acc": float((nearest == y).mean())}
+
+
+def split_geometry(source: Source, head: Head, train_means: np.ndarray | None, where: str,
+                   seed: int) -> tuple[dict, np.ndarray]:
+    """NC1-NC4 of one split, its shuffled-label control, and its class means (C, D).
+    `train_means` None: this split is the training split, whose own means serve the
+    nearest-class-centre rule."""
     c, d = head.w.shape
     if c < 2:
         raise FclensError(f"{where}: {c} class; neural collapse needs at least 2 classes")
@@ -87,19 +134,11 @@ def split_geometry(source: Source, head: Head, train_means: np.ndarray | None, w
     n = int(n_c.sum())
     means = sums / n_c[:, None]  # (C, D)
     mu_g = sums.sum(0) / n  # (D,)
-    centres = means if train_means is None else train_means
-    scatter = np.zeros((d, d))  # Σ (x - μ_y)(x - μ_y)^T
-    disagree = ncc_hits = 0
-    for f in batches(source):
-        z = f.x.astype(np.float64) - means[f.labels]  # (B, D)
-        scatter += z.T @ z
-        ncc = _ncc(f.x.astype(np.float64), centres)
-        disagree += int((ncc != f.preds).sum())
-        ncc_hits += int((ncc == f.labels).sum())
-    sigma_w = scatter / n
+    scatter, ncc, (labels, preds) = _within(source, means,
+                                            means if train_means is None else train_means)
+    disagree, ncc_hits = int((ncc != preds).sum()), int((ncc == labels).sum())
     m = means - mu_g  # (C, D) centred means
-    sigma_b = m.T @ m / c
-    nc1 = float(np.trace(sigma_w @ np.linalg.pinv(sigma_b, hermitian=True)) / c)
+    nc1 = _nc1(scatter, n, m)
     std_m, shift_m, nearest_m = _cos_figures(m)
     w = head.w.astype(np.float64)
     nc3 = float(((w / np.linalg.norm(w) - m / np.linalg.norm(m)) ** 2).sum())
@@ -109,13 +148,15 @@ def split_geometry(source: Source, head: Head, train_means: np.ndarray | None, w
              "nc2_cos_std_means": std_m, "nc2_cos_shift_means": shift_m,
              **{k: wg[k] for k in WEIGHT_KEYS}, "nc3": nc3, "nc4": disagree / n,
              "ncc_acc": ncc_hits / n,
+             "control_shuffled_labels": shuffled_control(source, labels, c, d, where, seed),
              "per_class": {"mean_norm": m_norms.tolist(), "nearest_cos": nearest_m.tolist()}},
             means)
 
 
-def geometry(train: Source, test: Source, head: Head) -> dict:
+def geometry(train: Source, test: Source, head: Head, seed: int) -> dict:
     """metrics/<m>/geometry.json: `train` and `test` (NC1-NC4; nearest class centre from the
-    train means in both), and `weights` (the W parts, per class the row norms)."""
-    tr, means = split_geometry(train, head, None, "features_train")
-    te, _ = split_geometry(test, head, means, "features_test")
+    train means in both; the shuffled-label control, seeded by `seed`), and `weights` (the W
+    parts, per class the row norms)."""
+    tr, means = split_geometry(train, head, None, "features_train", seed)
+    te, _ = split_geometry(test, head, means, "features_test", seed)
     return {"train": tr, "test": te, "weights": weight_geometry(head)}

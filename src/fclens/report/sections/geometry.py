@@ -30,13 +30,18 @@ def section_geometry(inp: Inputs) -> list[str]:
         for split in ("train", "test"):
             s = g[split]
             head = e[f"acc_{split}"]
-            rows.append([m, split, num(s["nc1"]), num(s["nc2_norm_cv_means"]),
+            ctl = s["control_shuffled_labels"]
+            rows.append([m, split, num(s["nc1"]), num(ctl["nc1"]), num(s["nc2_norm_cv_means"]),
                          num(s["nc2_cos_shift_means"]), num(s["nc2_cos_shift_w"]), num(s["nc3"]),
-                         pct(s["nc4"]), pct(s["ncc_acc"]), pct(head)])
+                         pct(s["nc4"]), pct(s["ncc_acc"]), pct(ctl["ncc_acc"]), pct(head)])
             verdicts.append(ncc_verdict(m, split, s["ncc_acc"], head))
     if rows:
-        lines += table(["model", "split", "NC1", "NC2 norm CV", "NC2 cos (means)", "NC2 cos (W)",
-                        "NC3", "NC4", "nearest centre acc", "head acc"], rows)
+        lines += table(["model", "split", "NC1", "NC1 shuffled", "NC2 norm CV", "NC2 cos (means)",
+                        "NC2 cos (W)", "NC3", "NC4", "nearest centre acc", "shuffled",
+                        "head acc"], rows)
+        lines += ["Control (shuffled): the same features with their labels shuffled (same class "
+                  "sizes, `seed`), i.e. no class structure: real collapse sits far below its NC1 "
+                  "and far above its nearest-centre accuracy (chance).", ""]
         lines += verdicts + [""]
     else:
         lines += ["No feature model (`feature_models` is empty): no features to measure.", ""]
