@@ -339,7 +339,7 @@ def test_geometry_section_says_where_the_nearest_centre_wins(tmp_path):
     assert "net_b, test: the nearest-class-centre rule (85.31%) beats the trained head " \
            "(82.00%), +3.31 points." in text
     assert "| photo | 0.0646 | 0.0361 | 0.0257 |" in text
-    assert "| net_a | test | 1.53 | 71.2 |" in text and "| 34.12% | 81.00% |" in text  # control
+    assert "| net_b | test | 1.53 | 71.2 |" in text and "| 34.12% | 81.00% |" in text  # control
     assert "../plots/geometry_depth.png" in text
 
 
