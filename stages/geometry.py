@@ -10,9 +10,10 @@ def main(a, p):
     head = tables.read_fc_weights(a.weights)
     if a.data:
         train, test = streaming.open_splits(a.data, head)
-        metrics = geometry.geometry(train, test, head, p.seed)
+        metrics = geometry.geometry(train, test, head, p.seed, (
+            f"{a.data}/features_train.parquet", f"{a.data}/features_test.parquet", a.weights))
     else:
-        metrics = {"weights": geometry.weight_geometry(head)}
+        metrics = {"weights": geometry.weight_geometry(head, a.weights)}
     io.write_json(a.metrics, {"n_classes": head.n_classes, **metrics}, digits=5)
 
 

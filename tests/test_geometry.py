@@ -116,8 +116,8 @@ def test_one_class_or_a_class_without_images_is_a_clear_error():
     with pytest.raises(FclensError, match="at least 2 classes"):
         weight_geometry(one)
     f = Features(np.ones((4, 3), np.float32), np.zeros(4, np.int64), np.zeros(4, np.int64))
-    with pytest.raises(FclensError, match="at least 2 classes"):
-        geometry(f, f, one, seed=0)
+    with pytest.raises(FclensError, match="^w.parquet: 1 class; neural collapse needs at least 2"):
+        geometry(f, f, one, seed=0, where=("tr.parquet", "te.parquet", "w.parquet"))
     two = Head(np.eye(2, 3, dtype=np.float32), np.zeros(2, np.float32), ("a", "b"))
     with pytest.raises(FclensError, match=r"features_train: no image of class \[1\]"):
         geometry(f, f, two, seed=0)

@@ -81,6 +81,7 @@ FLAGS = {
     "build_trees": dict(weights=FC, out="data/m", metrics="metrics/m/trees.json",
                         plot="plots/m/trees/sorted_by_branch.png"),
     "report": dict(out="report"),
+    "geometry": dict(weights=FC, metrics="metrics/m/geometry.json"),  # + data: features
     "depth_study": dict(metrics="metrics/depth.json", plot="plots/depth.png",
                         geometry_plot="plots/geometry_depth.png"),
     "explain": dict(model="m", weights=FC, trees="data/m/tree_nodes.parquet", data="data/a",
@@ -772,6 +773,24 @@ def other_head(proj: Project) -> None:
                                                    h.b, h.names))
 
 
+def train_without_class_2(proj: Project) -> None:
+    sh = proj.shared
+    y = np.where(sh.y["train"] == 2, 0, sh.y["train"])
+    write_features(proj / TRAIN, sh.x["train"], y, sh.pred["train"], sh.head)
+
+
+def one_class_head(proj: Project) -> None:
+    h = proj.shared.head
+    tables.write_fc_weights(proj / FC, tables.Head(h.w[:1], h.b[:1], h.names[:1]))
+
+
+def geometry_ok(proj: Project) -> list[str]:
+    g = json.loads((proj / "metrics/m/geometry.json").read_text())
+    ctl = g["test"]["control_shuffled_labels"]
+    return [] if np.isfinite([g["train"]["nc1"], g["test"]["nc4"], ctl["nc1"]]).all() else [
+        f"non-finite geometry: {g}"]
+
+
 def infl_frame(proj: Project, drop_last: bool = False, extra_class: bool = False,
                classes: tuple[int, ...] = (0, 1, 2)) -> None:
     import pandas as pd
@@ -1252,6 +1271,15 @@ class TestConsistency(Catalogue):
                                          check=absent("metrics/m/ablate.json")),
         "extract_archive_ok": S("extract_activations", prepared_archive, must_succeed=True,
                                 check=extract_ok),
+        "geometry_split_without_a_class": S(
+            "geometry", train_without_class_2, "data/m/features_train.parquet",
+            "no image of class [2]", "expected at least one image per class",
+            flags={"data": "data/m"}, check=absent("metrics/m/geometry.json")),
+        "geometry_head_of_one_class": S(
+            "geometry", one_class_head, "data/m/fc_weights.parquet", "1 class",
+            "neural collapse needs at least 2 classes", check=absent("metrics/m/geometry.json")),
+        "geometry_ok": S("geometry", None, flags={"data": "data/m"}, must_succeed=True,
+                         check=geometry_ok),
     }
 
 

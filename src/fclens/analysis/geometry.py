@@ -50,10 +50,10 @@ def _cv(x: np.ndarray) -> float:
     return float(x.std() / x.mean()) if x.mean() > 0 else float("nan")
 
 
-def weight_geometry(head: Head) -> dict:
+def weight_geometry(head: Head, where: str = "fc_weights") -> dict:
     """The W parts of NC2, and each class's weight-row norm (`per_class.w_norm`)."""
     if head.n_classes < 2:
-        raise FclensError(f"fc_weights: {head.n_classes} class; neural collapse needs at least "
+        raise FclensError(f"{where}: {head.n_classes} class; neural collapse needs at least "
                           f"2 classes (the cosines of the class vectors are undefined)")
     w = head.w.astype(np.float64)  # (C, D)
     std, shift, _ = _cos_figures(w)
@@ -143,7 +143,7 @@ def split_geometry(source: Source, head: Head, train_means: np.ndarray | None, w
     w = head.w.astype(np.float64)
     nc3 = float(((w / np.linalg.norm(w) - m / np.linalg.norm(m)) ** 2).sum())
     m_norms = np.linalg.norm(m, axis=1)
-    wg = weight_geometry(head)
+    wg = weight_geometry(head, where)
     return ({"n_images": n, "nc1": nc1, "nc2_norm_cv_means": _cv(m_norms),
              "nc2_cos_std_means": std_m, "nc2_cos_shift_means": shift_m,
              **{k: wg[k] for k in WEIGHT_KEYS}, "nc3": nc3, "nc4": disagree / n,
@@ -153,10 +153,13 @@ def split_geometry(source: Source, head: Head, train_means: np.ndarray | None, w
             means)
 
 
-def geometry(train: Source, test: Source, head: Head, seed: int) -> dict:
+def geometry(train: Source, test: Source, head: Head, seed: int,
+             where: tuple[str, str, str] = ("features_train", "features_test", "fc_weights")
+             ) -> dict:
     """metrics/<m>/geometry.json: `train` and `test` (NC1-NC4; nearest class centre from the
     train means in both; the shuffled-label control, seeded by `seed`), and `weights` (the W
     parts, per class the row norms)."""
-    tr, means = split_geometry(train, head, None, "features_train", seed)
-    te, _ = split_geometry(test, head, means, "features_test", seed)
-    return {"train": tr, "test": te, "weights": weight_geometry(head)}
+    weights = weight_geometry(head, where[2])  # first: one class is the head's fault
+    tr, means = split_geometry(train, head, None, where[0], seed)
+    te, _ = split_geometry(test, head, means, where[1], seed)
+    return {"train": tr, "test": te, "weights": weights}
