@@ -121,3 +121,12 @@ def test_one_class_or_a_class_without_images_is_a_clear_error():
     two = Head(np.eye(2, 3, dtype=np.float32), np.zeros(2, np.float32), ("a", "b"))
     with pytest.raises(FclensError, match=r"features_train: no image of class \[1\]"):
         geometry(f, f, two, seed=0)
+    # degenerate geometry is an error, not a figure: a zero weight row (its cosines would read
+    # as orthogonal) and class means that coincide (Σ_B = 0 would read as NC1 = 0)
+    three = Head(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0]], np.float32), np.zeros(3, np.float32),
+                 ("a", "b", "c"))
+    with pytest.raises(FclensError, match=r"^w.parquet: the weight row of class \[2\] is zero"):
+        weight_geometry(three, "w.parquet")
+    same = Features(np.ones((6, 3), np.float32), np.arange(6) % 2, np.zeros(6, np.int64))
+    with pytest.raises(FclensError, match=r"tr: the mean minus the global mean of class \[0, 1\]"):
+        geometry(same, same, two, seed=0, where=("tr", "te", "w"))

@@ -34,12 +34,17 @@ from fclens.core.tables import Head
 WEIGHT_KEYS = ("nc2_norm_cv_w", "nc2_cos_std_w", "nc2_cos_shift_w")
 
 
-def _cos_figures(rows: np.ndarray) -> tuple[float, float, np.ndarray]:
+def _cos_figures(rows: np.ndarray, where: str, what: str) -> tuple[float, float, np.ndarray]:
     """(std, mean |cos + 1/(C-1)|) of the pairwise cosines of `rows` (C, D), and each row's
-    largest cosine to another row (C,)."""
+    largest cosine to another row (C,). A zero row has no direction: an error, not a 0 cosine
+    (which would pass for orthogonal)."""
     c = len(rows)
     norms = np.linalg.norm(rows, axis=1)
-    unit = rows / np.where(norms > 0, norms, 1)[:, None]
+    if (zero := np.flatnonzero(norms == 0)).size:
+        raise FclensError(f"{where}: the {what} of class {zero[:10].tolist()} is zero, so its "
+                          f"angles to the other classes are undefined; expected non-zero "
+                          f"class vectors")
+    unit = rows / norms[:, None]
     cos = unit @ unit.T  # (C, C)
     off = cos[~np.eye(c, dtype=bool)]  # (C (C-1),)
     nearest = np.where(np.eye(c, dtype=bool), -np.inf, cos).max(1)
@@ -56,7 +61,7 @@ def weight_geometry(head: Head, where: str = "fc_weights") -> dict:
         raise FclensError(f"{where}: {head.n_classes} class; neural collapse needs at least "
                           f"2 classes (the cosines of the class vectors are undefined)")
     w = head.w.astype(np.float64)  # (C, D)
-    std, shift, _ = _cos_figures(w)
+    std, shift, _ = _cos_figures(w, where, "weight row")
     norms = np.linalg.norm(w, axis=1)
     return {"nc2_norm_cv_w": _cv(norms), "nc2_cos_std_w": std, "nc2_cos_shift_w": shift,
             "per_class": {"w_norm": norms.tolist()}}
@@ -108,7 +113,10 @@ def _within(source: Source, means: np.ndarray, centres: np.ndarray,
 def _nc1(scatter: np.ndarray, n: int, m: np.ndarray) -> float:
     """Tr(Σ_W Σ_B⁺) / C from the within-class scatter of n images and the centred means M."""
     c = len(m)
-    return float(np.trace(scatter / n @ np.linalg.pinv(m.T @ m / c, hermitian=True)) / c)
+    # Σ_B has rank <= C-1: its null directions are roundoff (~1e-16 relative on ResNet20's
+    # features, just under pinv's default cutoff); an explicit 1e-10 keeps them out
+    sigma_b_pinv = np.linalg.pinv(m.T @ m / c, rcond=1e-10, hermitian=True)
+    return float(np.trace(scatter / n @ sigma_b_pinv) / c)
 
 
 def shuffled_control(source: Source, labels: np.ndarray, c: int, d: int, where: str, seed: int
@@ -138,8 +146,9 @@ def split_geometry(source: Source, head: Head, train_means: np.ndarray | None, w
                                             means if train_means is None else train_means)
     disagree, ncc_hits = int((ncc != preds).sum()), int((ncc == labels).sum())
     m = means - mu_g  # (C, D) centred means
+    # first: class means that all coincide (M = 0, Σ_B = 0) must not read as NC1 = 0
+    std_m, shift_m, nearest_m = _cos_figures(m, where, "mean minus the global mean")
     nc1 = _nc1(scatter, n, m)
-    std_m, shift_m, nearest_m = _cos_figures(m)
     w = head.w.astype(np.float64)
     nc3 = float(((w / np.linalg.norm(w) - m / np.linalg.norm(m)) ** 2).sum())
     m_norms = np.linalg.norm(m, axis=1)
