@@ -34,10 +34,11 @@ from fclens.core.tables import Head
 WEIGHT_KEYS = ("nc2_norm_cv_w", "nc2_cos_std_w", "nc2_cos_shift_w")
 
 
-def _cos_figures(rows: np.ndarray, where: str, what: str) -> tuple[float, float, np.ndarray]:
-    """(std, mean |cos + 1/(C-1)|) of the pairwise cosines of `rows` (C, D), and each row's
-    largest cosine to another row (C,). A zero row has no direction: an error, not a 0 cosine
-    (which would pass for orthogonal)."""
+def _cos_figures(rows: np.ndarray, where: str, what: str
+                 ) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(std, mean |cos + 1/(C-1)|) of the pairwise cosines of `rows` (C, D), each row's largest
+    cosine to another row (C,), and the rows' norms (C,), all positive. A zero row has no
+    direction: an error, not a 0 cosine (which would pass for orthogonal)."""
     c = len(rows)
     norms = np.linalg.norm(rows, axis=1)
     if (zero := np.flatnonzero(norms == 0)).size:
@@ -48,11 +49,12 @@ def _cos_figures(rows: np.ndarray, where: str, what: str) -> tuple[float, float,
     cos = unit @ unit.T  # (C, C)
     off = cos[~np.eye(c, dtype=bool)]  # (C (C-1),)
     nearest = np.where(np.eye(c, dtype=bool), -np.inf, cos).max(1)
-    return float(off.std()), float(np.abs(off + 1 / (c - 1)).mean()), nearest
+    return float(off.std()), float(np.abs(off + 1 / (c - 1)).mean()), nearest, norms
 
 
-def _cv(x: np.ndarray) -> float:
-    return float(x.std() / x.mean()) if x.mean() > 0 else float("nan")
+def _cv(norms: np.ndarray) -> float:
+    """Coefficient of variation of positive norms (`_cos_figures` refuses zero rows)."""
+    return float(norms.std() / norms.mean())
 
 
 def weight_geometry(head: Head, where: str = "fc_weights") -> dict:
@@ -60,9 +62,7 @@ def weight_geometry(head: Head, where: str = "fc_weights") -> dict:
     if head.n_classes < 2:
         raise FclensError(f"{where}: {head.n_classes} class; neural collapse needs at least "
                           f"2 classes (the cosines of the class vectors are undefined)")
-    w = head.w.astype(np.float64)  # (C, D)
-    std, shift, _ = _cos_figures(w, where, "weight row")
-    norms = np.linalg.norm(w, axis=1)
+    std, shift, _, norms = _cos_figures(head.w.astype(np.float64), where, "weight row")
     return {"nc2_norm_cv_w": _cv(norms), "nc2_cos_std_w": std, "nc2_cos_shift_w": shift,
             "per_class": {"w_norm": norms.tolist()}}
 
@@ -130,14 +130,12 @@ def shuffled_control(source: Source, labels: np.ndarray, c: int, d: int, where: 
             "ncc_acc": float((nearest == y).mean())}
 
 
-def split_geometry(source: Source, head: Head, train_means: np.ndarray | None, where: str,
-                   seed: int) -> tuple[dict, np.ndarray]:
-    """NC1-NC4 of one split, its shuffled-label control, and its class means (C, D).
-    `train_means` None: this split is the training split, whose own means serve the
-    nearest-class-centre rule."""
+def _split_geometry(source: Source, head: Head, weights: dict, train_means: np.ndarray | None,
+                    where: str, seed: int) -> tuple[dict, np.ndarray]:
+    """NC1-NC4 of one split (with `weights`, the head's `weight_geometry`), its shuffled-label
+    control, and its class means (C, D). `train_means` None: this split is the training split,
+    whose own means serve the nearest-class-centre rule."""
     c, d = head.w.shape
-    if c < 2:
-        raise FclensError(f"{where}: {c} class; neural collapse needs at least 2 classes")
     n_c, sums = _class_sums(source, c, d, where)
     n = int(n_c.sum())
     means = sums / n_c[:, None]  # (C, D)
@@ -147,15 +145,13 @@ def split_geometry(source: Source, head: Head, train_means: np.ndarray | None, w
     disagree, ncc_hits = int((ncc != preds).sum()), int((ncc == labels).sum())
     m = means - mu_g  # (C, D) centred means
     # first: class means that all coincide (M = 0, Σ_B = 0) must not read as NC1 = 0
-    std_m, shift_m, nearest_m = _cos_figures(m, where, "mean minus the global mean")
+    std_m, shift_m, nearest_m, m_norms = _cos_figures(m, where, "mean minus the global mean")
     nc1 = _nc1(scatter, n, m)
     w = head.w.astype(np.float64)
     nc3 = float(((w / np.linalg.norm(w) - m / np.linalg.norm(m)) ** 2).sum())
-    m_norms = np.linalg.norm(m, axis=1)
-    wg = weight_geometry(head, where)
     return ({"n_images": n, "nc1": nc1, "nc2_norm_cv_means": _cv(m_norms),
              "nc2_cos_std_means": std_m, "nc2_cos_shift_means": shift_m,
-             **{k: wg[k] for k in WEIGHT_KEYS}, "nc3": nc3, "nc4": disagree / n,
+             **{k: weights[k] for k in WEIGHT_KEYS}, "nc3": nc3, "nc4": disagree / n,
              "ncc_acc": ncc_hits / n,
              "control_shuffled_labels": shuffled_control(source, labels, c, d, where, seed),
              "per_class": {"mean_norm": m_norms.tolist(), "nearest_cos": nearest_m.tolist()}},
@@ -169,6 +165,6 @@ def geometry(train: Source, test: Source, head: Head, seed: int,
     train means in both; the shuffled-label control, seeded by `seed`), and `weights` (the W
     parts, per class the row norms)."""
     weights = weight_geometry(head, where[2])  # first: one class is the head's fault
-    tr, means = split_geometry(train, head, None, where[0], seed)
-    te, _ = split_geometry(test, head, means, where[1], seed)
+    tr, means = _split_geometry(train, head, weights, None, where[0], seed)
+    te, _ = _split_geometry(test, head, weights, means, where[1], seed)
     return {"train": tr, "test": te, "weights": weights}

@@ -8,6 +8,7 @@ from pathlib import Path
 from fclens.core.errors import FclensError
 from fclens.core.io import read_json
 from fclens.core.params import CIFAR_RESNET
+from fclens.report.doc import Doc
 
 
 def arch_depth(model: str, arch: str) -> int:
@@ -41,14 +42,8 @@ GEOMETRY_KEYS = ("nc1", "nc2_cos_shift_means", "nc3", "nc4", "ncc_acc")  # plott
 
 def _geometry(path: Path) -> dict:
     """Per split, the neural-collapse figures drawn against depth (stage geometry)."""
-    geo = _need(path, "train", "test")
-    out = {}
-    for split in ("train", "test"):
-        if missing := [k for k in GEOMETRY_KEYS if k not in geo[split]]:
-            raise FclensError(f"{path}: no key {split}.{', '.join(missing)}; rerun the stage "
-                              f"that writes it (dvc repro)")
-        out[split] = {k: geo[split][k] for k in GEOMETRY_KEYS}
-    return out
+    geo = Doc(_need(path, "train", "test"), str(path))  # a missing key names file and key
+    return {split: {k: geo[split][k] for k in GEOMETRY_KEYS} for split in ("train", "test")}
 
 
 def geometry_series(metrics: dict) -> tuple[list[int], dict[str, dict[str, list[float]]]]:
