@@ -1,6 +1,8 @@
 """Sparse heads: which features does each class need? Seven per-class selection methods over a
 k grid, without and with head refit; ALD's natural cut; global pruning of the FC matrix."""
 
+import pandas as pd
+
 from _stage import run
 from fclens.analysis import sparsify
 from fclens.core import io, streaming, tables
@@ -19,10 +21,12 @@ def main(a, p):
     io.write_json(a.metrics, r.metrics, digits=5)
     io.write_json(a.timing, r.timing, digits=3)
     io.write_csv(a.csv, r.rows)
+    tables.write_frame(a.sets, pd.DataFrame(r.sets), tables.SPARSE_SETS, head.n_classes)
     studies.plot_sparsify(r.metrics, f"{a.model}: sparse heads", a.plot)
     studies.plot_global_pruning(r.metrics, f"{a.model}: global pruning of the FC weights",
                                 a.global_plot)
 
 
 if __name__ == "__main__":
-    run("sparsify", main, "model data weights ald influential metrics timing plot global_plot csv")
+    run("sparsify", main,
+        "model data weights ald influential metrics timing plot global_plot csv sets")

@@ -88,14 +88,35 @@ def index_mask(idx: np.ndarray, dim: int) -> np.ndarray:
     return m
 
 
-def accuracies(test: Source, heads: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
-    """Accuracy of each (w (C, D), b (C,)) linear head on `test`, in one streamed pass."""
-    hits, n = np.zeros(len(heads), np.int64), 0
+def class_hits(test: Source, heads: list[tuple[np.ndarray, np.ndarray]]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Correct predictions of each (w (C, D), b (C,)) linear head per true class, (H, C), and
+    the images per class (C,), in one streamed pass over `test`."""
+    c = heads[0][0].shape[0]
+    hits, counts = np.zeros((len(heads), c), np.int64), np.zeros(c, np.int64)
     for f in batches(test):
         for i, (w, b) in enumerate(heads):
-            hits[i] += int(((f.x @ w.T + b).argmax(1) == f.labels).sum())
-        n += len(f.labels)
-    return [h / n if n else float("nan") for h in hits.tolist()]
+            ok = (f.x @ w.T + b).argmax(1) == f.labels
+            hits[i] += np.bincount(f.labels[ok], minlength=c)[:c]
+        counts += np.bincount(f.labels, minlength=c)[:c]
+    return hits, counts
+
+
+def accuracies(test: Source, heads: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+    """Accuracy of each (w (C, D), b (C,)) linear head on `test`, in one streamed pass."""
+    hits, counts = class_hits(test, heads)
+    n = int(counts.sum())
+    return [h / n if n else float("nan") for h in hits.sum(1).tolist()]
+
+
+def class_accuracies(test: Source, heads: list[tuple[np.ndarray, np.ndarray]]
+                     ) -> tuple[list[float], np.ndarray]:
+    """(accuracy of each head, (H, C) accuracy per true class; NaN for a class without test
+    images), in one streamed pass."""
+    hits, counts = class_hits(test, heads)
+    n = int(counts.sum())
+    per = np.divide(hits, counts, out=np.full(hits.shape, np.nan), where=counts > 0)
+    return [h / n if n else float("nan") for h in hits.sum(1).tolist()], per
 
 
 def decomposed_accuracy_grid(train: Source, test: Source, head: Head, k1s: list[int],
@@ -206,9 +227,9 @@ def decompose(train: Source, test: Source, head: Head, infl: Influential, cfg: H
               seed: int, on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """The decomposed head on the test split, before and after retraining it on train."""
     mask = index_mask(infl.idx, head.dim)
-    acc0, acc_dec = accuracies(test, [(head.w, head.b), (head.w * mask, head.b)])
     trained = train_masked_heads(train, head, mask[None], cfg, seed, on_epoch)[0]
-    (acc_ret,) = accuracies(test, [(trained.w, trained.b)])
+    (acc0, acc_dec, acc_ret), per = class_accuracies(
+        test, [(head.w, head.b), (head.w * mask, head.b), (trained.w, trained.b)])
 
     def rel(a: float) -> float:  # a random model can score 0
         return a / acc0 if acc0 > 0 else float("nan")
@@ -216,7 +237,10 @@ def decompose(train: Source, test: Source, head: Head, infl: Influential, cfg: H
     return {"k2": infl.idx.shape[1], "acc_original": acc0,
             "acc_decomposed": acc_dec, "acc_decomposed_retrained": acc_ret,
             "rel_acc": rel(acc_dec), "rel_acc_retrained": rel(acc_ret),
-            "union_size": int(mask.any(0).sum()), "feature_dim": head.dim, "epochs": cfg.epochs}
+            "union_size": int(mask.any(0).sum()), "feature_dim": head.dim, "epochs": cfg.epochs,
+            # (C,) each, test accuracy per true class (null: no test image of the class)
+            "per_class": {k: [None if np.isnan(v) else float(v) for v in row] for k, row in zip(
+                ("acc_original", "acc_decomposed", "acc_decomposed_retrained"), per)}}
 
 
 def k_grid(train: Source, test: Source, head: Head, k1s: list[int], k2s: list[int]

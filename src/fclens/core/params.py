@@ -33,6 +33,7 @@ from fclens.core.sections import (  # noqa: F401 (re-exported: the sections' one
     DepthStudy,
     Download,
     Explain,
+    Explorer,
     Extract,
     Faithfulness,
     Finetune,
@@ -77,6 +78,7 @@ class Params(_Section):
     hyperplanes: Hyperplanes = Hyperplanes()
     sparsify: Sparsify = Sparsify()
     geometry: Geometry = Geometry()
+    explorer: Explorer = Explorer()
 
     @field_validator("models")
     @classmethod
@@ -113,6 +115,9 @@ class Params(_Section):
                 raise ValueError(f"geometry.weight_models: {m!r} is a feature model, whose "
                                  f"geometry comes from its features (geometry@{m}); expected "
                                  f"models without a dataset only")
+        known("explorer.models", self.explorer.models, self.models, "model")
+        if len(set(self.explorer.models)) != len(self.explorer.models):
+            raise ValueError(f"explorer.models: {self.explorer.models} lists a model twice")
         for m in self.finetune.models:
             if self.datasets[self.feature_models[m]].folder is not None:
                 raise ValueError(f"finetune.models: {m!r} uses an image folder; fine-tuning "

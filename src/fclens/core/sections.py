@@ -196,6 +196,16 @@ class Geometry(_Section):
     weight_models: list[str] = []
 
 
+class Explorer(_Section):
+    """The offline site (fclens.explorer, stage `explorer`): a page per class and per feature of
+    each model, built from the tables, metrics and plots that exist."""
+
+    models: list[str] = []
+    top_classes: PosInt = 10  # feature pages: the classes it feeds most, of each sign
+    n_confused: PosInt = 5  # class pages: the classes it is most confused with
+    max_k: PosInt = 10  # class pages: sparse sets at grid k <= max_k
+
+
 class Faithfulness(_Section):
     """Deletion / insertion, Average Drop, a random-channel control and the weight-randomization
     sanity check of the CAM maps (fclens.explain.faithfulness)."""

@@ -78,6 +78,15 @@ ABLATE_PER_CLASS = Spec("ablate_per_class", (
     Col("class_index", _i32, class_index=True), Col("class_name", _str),
     Col("acc_original", _f64, True), Col("acc_noise_influential", _f64, True),
     Col("acc_noise_noninfluential", _f64, True), Col("n_images", _f64, True)), "ablate")
+SPARSE_SETS = Spec("sparse_sets", (  # per (method, grid k, class): the features a head keeps
+    Col("method", _str), Col("k", _i32), Col("class_index", _i32, class_index=True),
+    Col("feature_index", pa.list_(_i32)), Col("weight", pa.list_(_f32))), "sparsify")
+FEATURE_STATS = Spec("feature_stats", (  # per feature, over the training split (exemplars)
+    Col("feature_index", _i32), Col("top_index", pa.list_(_i64)),
+    Col("top_value", pa.list_(_f32)), Col("top_label", pa.list_(_i32)),
+    Col("class_mean", pa.list_(_f64)), Col("selectivity", pa.list_(_f64)),
+    Col("purity", pa.list_(_f64)), Col("hist", pa.list_(_i64)), Col("hist_r", _f64)),
+    "exemplars")
 # ald_gof has one column group per family; its columns are checked by name prefix and type
 ALD_GOF = Spec("ald_gof", (Col("class_index", _i32, class_index=True),), "fit_ald")
 

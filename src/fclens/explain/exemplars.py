@@ -93,6 +93,7 @@ class Shown:
 class Result:
     metrics: dict
     shown: Shown
+    features: dict[str, np.ndarray]  # every feature's statistics: the feature_stats table
 
 
 # ---------------------------------------------------------------- pairs
@@ -276,24 +277,46 @@ def summary(pairs: Pairs, sel: np.ndarray, pur: np.ndarray, s: Scan, k: int) -> 
                           for j, name in enumerate(SOURCES)}}
 
 
+def feature_stats(s: Scan) -> dict[str, np.ndarray]:
+    """Every scanned feature's exemplars, per-class mean activation, selectivity and purity for
+    every class (U, C), and its histogram over all images (the scan's last U pairs, class -1)."""
+    u, c = len(s.feats), len(s.counts)
+    cls, feat = np.tile(np.arange(c), u), np.repeat(s.feats, c)  # (U C,) feature-major
+    sel, pur = scores(s, cls, feat)
+    return {"feature_index": s.feats.astype(np.int32), "top_index": s.top_idx,
+            "top_value": s.top_val, "top_label": s.top_label.astype(np.int32),
+            "class_mean": (s.sums / np.maximum(s.counts, 1)[:, None]).T,
+            "selectivity": sel.reshape(u, c), "purity": pur.reshape(u, c),
+            "hist": s.hist[-u:, 1], "hist_r": s.hist_r[-u:]}
+
+
 def exemplars(batches: Iterable[Features], infl: Influential, terminal: np.ndarray,
               n_classes: int, classes: list[int], labels: np.ndarray | None = None,
-              where: str = "features", k: int = N_TOP) -> Result:
+              where: str = "features", k: int = N_TOP, dim: int | None = None) -> Result:
     """Scores of every class's influential and terminal+ features (terminal (C, n): the top
-    weights, `trees.chain_rank(w)[:, :n]`) and what to picture for the group `classes`, in one
-    pass over `batches`. labels: the dataset's (N,), checked against the rows'."""
+    weights, `trees.chain_rank(w)[:, :n]`), what to picture for the group `classes`, and the
+    statistics of features 0..dim-1 (None: of the scored ones), in one pass over `batches`.
+    labels: the dataset's (N,), checked against the rows'."""
     if bad := [c for c in classes if not 0 <= c < n_classes]:
         raise FclensError(f"classes {bad} out of range; expected 0..{n_classes - 1}")
     pairs = feature_pairs(infl, terminal, n_classes)
+    if dim is not None and pairs.feat.size and pairs.feat.max() >= dim:
+        raise FclensError(f"{where}: the influential and terminal+ indices reach "
+                          f"{pairs.feat.max()}; expected indices below the FC layer's {dim} "
+                          f"inputs: they come from another model")
     cls, feat, src = _shown_pairs(pairs, classes)
-    s = scan(batches, pairs.feat, n_classes, cls, feat, labels, k, where)
+    every = np.unique(pairs.feat) if dim is None else np.arange(dim, dtype=np.int64)
+    s = scan(batches, every, n_classes, np.r_[cls, np.full(len(every), -1)],  # class -1: every
+             np.r_[feat, every], labels, k, where)  # image counts as "other"
     sel, pur = scores(s, pairs.cls, pairs.feat)
     g_sel, g_pur = scores(s, cls, feat)
     labels_g = [f"f{f} {t}\npurity {p:.2f}, sel. {v:+.2f}"
                 for f, t, p, v in zip(feat, src, g_pur, g_sel)]
     top = s.top_idx[np.searchsorted(s.feats, feat)]
     metrics = {**summary(pairs, sel, pur, s, k), "classes_pictured": list(classes)}
-    return Result(metrics, Shown(cls, feat, labels_g, top, g_sel, g_pur, s.hist, s.hist_r))
+    g = len(cls)
+    return Result(metrics, Shown(cls, feat, labels_g, top, g_sel, g_pur, s.hist[:g],
+                                 s.hist_r[:g]), feature_stats(s))
 
 
 # ---------------------------------------------------------------- the pictured images

@@ -39,6 +39,29 @@ class Result:
     metrics: dict
     rows: list[dict]  # the plot series, one row per (method, k)
     timing: dict  # seconds per part: metrics/timing, never in the science metrics
+    sets: dict[str, np.ndarray | list]  # the sparse_sets table: per (method, grid k, class) the
+    # kept features and their no-refit weights; controls (random) left out
+
+
+def set_rows(sets: dict, ks: list[int], w: np.ndarray) -> dict[str, np.ndarray | list]:
+    """The sparse_sets columns of every non-control method's candidate at each grid k."""
+    cols = {"method": [], "k": [], "class_index": [], "feature_index": [], "weight": []}
+    for m, s in sets.items():
+        if s.control:
+            continue
+        for k, at in zip(ks, s.grid[0]):
+            if at is None:
+                continue
+            mask, own = s.masks[at], (s.weights[at][0] if s.weights else w)  # (C, D) each
+            for c in range(len(mask)):
+                idx = np.flatnonzero(mask[c])
+                idx = idx[np.argsort(-own[c, idx], kind="stable")]  # largest weight first
+                cols["method"].append(m)
+                cols["k"].append(k)
+                cols["class_index"].append(c)
+                cols["feature_index"].append(idx.astype(np.int32))
+                cols["weight"].append(own[c, idx].astype(np.float32))
+    return cols
 
 
 def check_methods(names: Iterable[str]) -> None:
@@ -142,4 +165,5 @@ def run(train: Source, test: Source, head: Head, ald_fit: dict, params: Sparsify
     rows = [{"method": m, "k": k, "nec": v["nec"][i], "acc": v["acc"][i],
              "acc_refit": v["acc_refit"][i]} for m, v in methods.items() for i, k in enumerate(ks)]
     clock("summary")
-    return Result(metrics, rows, {**clock.laps, "seconds": sum(clock.laps.values())})
+    return Result(metrics, rows, {**clock.laps, "seconds": sum(clock.laps.values())},
+                  set_rows(sets, ks, head.w))
