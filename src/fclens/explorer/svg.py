@@ -1,0 +1,104 @@
+"""Charts drawn in the page as inline SVG: a few kilobytes each, no image file, crisp at any
+zoom. Each chart is a <svg role="img"> with a <title>, the text a screen reader speaks."""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+
+W, H = 480, 220  # the drawing, in SVG units
+L, R, T, B = 44, 8, 8, 30  # margins: axes labels left and below
+COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+
+
+def _num(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def _frame(title: str, body: list[str], x: tuple[float, float] | None, y_max: float,
+           x_label: str, y_label: str) -> str:
+    """Axes, ticks (x: the axis range; None: no x ticks) and labels around `body`."""
+    ax = (f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" class="ax"/>'
+          f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" class="ax"/>')
+    ticks = "".join(
+        f'<text x="{L + (W - L - R) * f:.1f}" y="{H - B + 13}" text-anchor="middle">'
+        f"{_num(x[0] + (x[1] - x[0]) * f)}</text>" for f in (0, 0.5, 1)) if x else ""
+    ticks += (f'<text x="{L - 4}" y="{T + 9}" text-anchor="end">{_num(y_max)}</text>'
+              f'<text x="{L - 4}" y="{H - B}" text-anchor="end">0</text>')
+    labels = (f'<text x="{(L + W - R) / 2}" y="{H - 3}" text-anchor="middle">'
+              f"{escape(x_label)}</text><text x=\"10\" y=\"{(T + H - B) / 2}\" "
+              f'transform="rotate(-90 10 {(T + H - B) / 2})" text-anchor="middle">'
+              f"{escape(y_label)}</text>")
+    return (f'<svg class="chart" role="img" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
+            f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>{ax}{ticks}'
+            f"{labels}{''.join(body)}</svg>")
+
+
+def _sx(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return L + (np.asarray(v, float) - lo) / (hi - lo) * (W - L - R)
+
+
+def _sy(v: np.ndarray, top: float) -> np.ndarray:
+    return (H - B) - np.clip(np.asarray(v, float), 0, top) / top * (H - B - T)
+
+
+def _bars(edges: np.ndarray, heights: np.ndarray, lo: float, hi: float, top: float,
+          cls: str = "bar") -> list[str]:
+    x0, x1, y = _sx(edges[:-1], lo, hi), _sx(edges[1:], lo, hi), _sy(heights, top)
+    return [f'<rect class="{cls}" x="{a:.1f}" y="{c:.1f}" width="{max(b - a - 0.5, 0.5):.1f}" '
+            f'height="{H - B - c:.1f}"/>' for a, b, c in zip(x0, x1, y)]
+
+
+def density_chart(edges: np.ndarray, hist: np.ndarray, grid: np.ndarray,
+                  curves: dict[str, np.ndarray], best: str | None, title: str,
+                  x_label: str = "weight") -> str:
+    """A density histogram (edges (B+1,), hist (B,)) with fitted densities (grid (G,), each
+    curve (G,); NaN points are left out); the best family's curve is drawn thicker."""
+    lo, hi = float(grid[0]), float(grid[-1])
+    finite = [c[np.isfinite(c)] for c in curves.values()]
+    top = max(float(hist.max()), max((float(c.max()) for c in finite if c.size), default=0))
+    top = min(top, 1.6 * float(hist.max())) or 1.0  # a spiky fit cannot squash the histogram
+    body = _bars(edges, hist, lo, hi, top)
+    legend = []
+    for i, (name, c) in enumerate(curves.items()):
+        ok = np.isfinite(c)
+        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(_sx(grid[ok], lo, hi),
+                                                            _sy(c[ok], top)))
+        width = 2.6 if name == best else 1.2
+        body.append(f'<polyline fill="none" stroke="{COLORS[i % len(COLORS)]}" '
+                    f'stroke-width="{width}" points="{pts}"/>')
+        legend.append(f'<text x="{W - R - 4}" y="{T + 12 + 12 * i}" text-anchor="end" '
+                      f'fill="{COLORS[i % len(COLORS)]}">{escape(name)}'
+                      f'{" (best AIC)" if name == best else ""}</text>')
+    return _frame(title, body + legend, (lo, hi), top, x_label, "density")
+
+
+def hist_chart(counts: np.ndarray, r: float, title: str, x_label: str = "activation") -> str:
+    """The exemplars scan's histogram (counts (2n,) over [-r, r)), drawn over the range that
+    holds values: [0, r) for post-ReLU features, rebinned to at most 32 bars."""
+    n = len(counts) // 2
+    lo_half = counts[:n].sum() > 0
+    part = counts if lo_half else counts[n:]
+    lo = -r if lo_half else 0.0
+    group = max(1, len(part) // 32)
+    bars = part.reshape(-1, group).sum(1).astype(float)  # (<= 32,)
+    edges = np.linspace(lo, r if r > 0 else 1.0, len(bars) + 1)
+    top = float(bars.max()) or 1.0
+    return _frame(title, _bars(edges, bars, float(edges[0]), float(edges[-1]), top),
+                  (float(edges[0]), float(edges[-1])), top, x_label, "images")
+
+
+def bar_chart(values: np.ndarray, labels: list[str], title: str, y_label: str,
+              mark: int | None = None) -> str:
+    """Vertical bars (K,) >= 0 with a label under each; bar `mark` highlighted."""
+    k = len(values)
+    top = float(np.max(values)) if k and np.max(values) > 0 else 1.0
+    edges = np.arange(k + 1, dtype=float)
+    body = _bars(edges, np.asarray(values, float), 0, k, top)
+    if mark is not None:
+        body[mark] = body[mark].replace('class="bar"', 'class="bar mark"')
+    step = max(1, k // 12)
+    body += [f'<text x="{_sx(i + 0.5, 0, k):.1f}" y="{H - B + 12}" text-anchor="middle" '
+             f'class="small">{escape(labels[i][:10])}</text>' for i in range(0, k, step)]
+    return _frame(title, body, None, top, "", y_label)
