@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ROOT  # noqa: E402
 
 SRC = ROOT / "src" / "fclens"
-FOLDER_PACKAGES = ("core", "datasets", "models", "plots", "explorer")  # one dep line each (explorer:
-# its templates and assets are files of the folder, not modules)
+# one dep line each (explorer: its templates and assets are files of the folder, not modules)
+FOLDER_PACKAGES = ("core", "datasets", "models", "plots", "explorer")
 
 
 def _module_file(name: str) -> Path:
