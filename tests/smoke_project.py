@@ -61,6 +61,7 @@ def smoke_params(archive: Path, folder: Path) -> dict:
     p["faithfulness"].update(n_per_class=2, n_random=2, n_boot=100, steps=4)
     p["explain"].update(n_samples=2, classes=[0, 2], n_correct=1, n_wrong=1, photos=["chelsea"])
     p["pictures"]["max_tiles"] = 8
+    p["explorer"]["models"] = ["cifar_resnet20", "folder_net", "tf_efficientnet_lite0"]
     sp = p["sparsify"]  # models: [cifar_resnet20] (D = 64: the default k grid, whole)
     sp.update(n_random=2, global_fractions=[0.5, 0.1])
     sp["refit"]["epochs"] = 1
@@ -93,6 +94,18 @@ def _build(d: Path, archive: Path, folder: Path) -> None:
     dvc_yaml = dvc_yaml.replace("      - metrics/cifar_resnet32\n", "      - metrics/folder_net\n")
     for m in ("cifar_resnet44", "cifar_resnet56"):
         dvc_yaml = dvc_yaml.replace(f"      - metrics/{m}\n", "")
+    # so does the explorer, for its models' data, metrics and explain folders
+    for kind in ("data", "plots/explain"):
+        dvc_yaml = dvc_yaml.replace(f"      - {kind}/cifar_resnet32\n",
+                                    f"      - {kind}/folder_net\n")
+    dvc_yaml = dvc_yaml.replace("      - data/cifar10\n      - metrics/cifar_resnet20\n",
+                                "      - data/cifar10\n      - data/tinyfolder\n"
+                                "      - metrics/cifar_resnet20\n")
+    for gone in ("data/cifar_resnet44", "data/cifar_resnet56", "plots/explain/cifar_resnet44",
+                 "plots/explain/cifar_resnet56", "data/tf_efficientnet_lite1",
+                 "data/tf_efficientnet_lite2", "metrics/tf_efficientnet_lite1",
+                 "metrics/tf_efficientnet_lite2"):
+        dvc_yaml = dvc_yaml.replace(f"      - {gone}\n", "")
     (d / "dvc.yaml").write_text(dvc_yaml)
     sh("git init -q && dvc init -q && git add -A && git commit -qm init", d)
     sh("dvc repro", d)

@@ -89,7 +89,7 @@ def test_weight_only_site_escapes_names_and_has_no_broken_link(tmp_path, monkeyp
     files = sorted(p.name for p in (site / "tiny" / "class").iterdir())
     assert files[0].startswith("0000-b-cat-b-dog") and "0001-ac-dc.html" in files
     assert "0005-etc-passwd.html" in files  # no path traversal, no slash, no HTML in names
-    assert all(re.fullmatch(r"\d{4}-[a-z0-9-]+\.html", f) for f in files)
+    assert all(re.fullmatch(r"\d{4}-[a-z0-9_-]+\.html", f) for f in files)
     assert len(set(files)) == 6  # the two "crane" classes keep apart by index
     page = (site / "tiny" / "class" / files[0]).read_text()
     assert "<b>cat</b>" not in page and "&lt;b&gt;cat&lt;/b&gt; &amp; &#34;dog&#34;" in page

@@ -177,6 +177,34 @@ def test_new_stages_outputs(clean):
     assert (repo / "plots/explain/folder_net/gradcampp.png").exists()
 
 
+def test_explorer_site_from_the_smoke_outputs(clean):
+    """Every model of explorer.models gets its pages, the dataset models their exemplars,
+    confusions, sparse sets and CAM figures; no link is broken and nothing leaves the site."""
+    from test_explorer import crawl
+
+    repo = clean
+    e = json.loads((repo / "metrics/explorer.json").read_text())
+    dims = {m: json.loads((repo / f"metrics/{m}/extract.json").read_text())["feature_dim"]
+            for m in ("cifar_resnet20", "folder_net")}
+    assert e["n_models"] == 3 and e["n_class_pages"] == 3 + 3 + 20
+    assert e["n_feature_pages"] == dims["cifar_resnet20"] + dims["folder_net"] + 1280
+    site = repo / "explorer"
+    c = crawl(site)
+    assert c["pages"] == e["n_class_pages"] + e["n_feature_pages"] + 3 * 2 + 1
+    assert c == {**c, "broken": [], "missing_images": [], "outside": [], "no_alt": 0}
+    assert e["total_bytes"] == sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
+    page = next((site / "cifar_resnet20" / "class").glob("0000-*.html")).read_text()
+    for needle in ("img/cifar10/", "Confusions (test split)", "Sparse heads", "elastic_net",
+                   "Algorithm-1 features", "../gradcampp.png", "<polyline"):
+        assert needle in page, needle
+    assert "img/tinyfolder/" in next((site / "folder_net" / "class").glob("0000-*.html"))\
+        .read_text()
+    lite = next((site / "tf_efficientnet_lite0" / "class").glob("0000-*.html")).read_text()
+    assert "Confusions" not in lite and "<polyline" in lite  # weights only
+    assert "No dataset for this model" in (site / "tf_efficientnet_lite0/feature/f0000.html")\
+        .read_text()
+
+
 def test_report_holds_every_metric_file(clean):
     repo = clean
     from fclens.report.fmt import num as _num

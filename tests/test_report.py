@@ -132,6 +132,10 @@ def make_tree(root: Path, fmt: str = "cifar10-jpeg", archs: dict = ARCHS,
     write_json(m / "photo/geometry.json", {"n_classes": 20, "weights": {
         "nc2_norm_cv_w": 0.0646, "nc2_cos_std_w": 0.0361, "nc2_cos_shift_w": 0.0257}})
     _explanation_checks(root, list(archs))
+    write_json(m / "explorer.json", {"n_models": 3, "n_class_pages": 26, "n_feature_pages": 1408,
+                                     "n_images": 42, "total_bytes": 3_456_789,
+                                     "max_class_page_bytes": 23_456, "max_feature_page_bytes": 9,
+                                     "models": ["net_a", "net_b", "photo"]})
     return Inputs(root=root, models=list(archs), archs=dict(archs), feature_models=dict(FEATURE),
                   photo_models=["photo"], depth_models=list(FEATURE),
                   finetune_models=list(finetune), geometry_weight_models=["photo"])
@@ -480,3 +484,11 @@ def test_generated_report_in_headless_chromium(tmp_path):
     (tmp_path / "report").mkdir()
     (tmp_path / "report/index.html").write_text(render_html(md))
     check_in_browser(tmp_path / "report/index.html", tmp_path / "browser")
+
+
+def test_explorer_section_links_the_site_with_its_figures(tmp_path):
+    sec = _sections(build_markdown(make_tree(tmp_path)))[
+        "Explorer: a page per class and per feature"]
+    for needle in ("(../explorer/index.html)", "3 models (net_a, net_b, photo)",
+                   "26 class pages", "1,408 feature pages", "3.5 MB", "23 KB"):
+        assert needle in sec, needle

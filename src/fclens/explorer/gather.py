@@ -196,7 +196,7 @@ def load(p: Paths) -> ModelData:
 
 
 def slug(text: str, limit: int = 48) -> str:
-    """A file-name-safe form of `text`: lowercase ASCII letters, digits and single dashes (a
-    class name may hold a slash, HTML characters or any Unicode)."""
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
+    """A file-name-safe form of `text`: lowercase ASCII letters, digits, underscores and
+    dashes (a class name may hold a slash, HTML characters or any Unicode)."""
+    s = re.sub(r"[^a-z0-9_]+", "-", text.lower()).strip("-")[:limit].strip("-")
     return s or "class"

@@ -27,6 +27,7 @@ from fclens.report.sections import (
     depth,
     exemplars,
     explanations,
+    explorer,
     extraction,
     faithfulness,
     finetune,
@@ -40,6 +41,7 @@ from fclens.report.sections import (
 )
 
 SECTIONS: list[tuple[str, Callable[[Inputs], list[str]]]] = [
+    ("Explorer: a page per class and per feature", explorer.section_explorer),
     ("Data", data.section_data),
     ("Extraction", extraction.section_extraction),
     ("ALD analysis of FC weights", ald.section_ald),
