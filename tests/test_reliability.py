@@ -84,6 +84,8 @@ FLAGS = {
     "geometry": dict(weights=FC, metrics="metrics/m/geometry.json"),  # + data: features
     "depth_study": dict(metrics="metrics/depth.json", plot="plots/depth.png",
                         geometry_plot="plots/geometry_depth.png"),
+    "explorer": dict(out="explorer", metrics="metrics/explorer.json",
+                     timing="metrics/timing/explorer.json"),
     "explain": dict(model="m", weights=FC, trees="data/m/tree_nodes.parquet", data="data/a",
                     features=TEST, influential=INFL, out="plots/explain/m",
                     metrics="metrics/m/explain.json", timing="metrics/timing/explain.json"),
@@ -620,6 +622,9 @@ class TestParams(Catalogue):
             "depth_study.models", "'t' has arch 'resnet18'", "cifar_resnet<depth>"),
         "depth_duplicate": P({"depth_study.models": ["m", "m"]}, "depth_study.models",
                              "['m', 'm']", "twice"),
+        "explorer_unknown_model": P({"explorer.models": ["zz"]}, "explorer.models",
+                                    "unknown model 'zz'", "allowed: m"),
+        "explorer_duplicate": P({"explorer.models": ["m", "m"]}, "explorer.models", "twice"),
         "depth_empty": P({"depth_study.models": []}, "depth_study.models", "at least 1 item",
                            "found []"),
         # numbers out of range, wrong types
@@ -842,6 +847,37 @@ def small_features(proj: Project, split: str = "train") -> None:
                    h8.logits(x).argmax(1), h8)
 
 
+W_MODEL = {"arch": "cifar_resnet8", "weights": "random", "num_classes": 3}  # weights only
+
+
+def explorer_project(constant_row: bool = False, tables_too: bool = True
+                     ) -> Callable[[Project], None]:
+    """A project whose explorer lists the weights-only model w (its data and metrics folders
+    declared in a dvc.yaml of its own), with its weight tables as the pipeline writes them."""
+    def setup(proj: Project) -> None:
+        from test_explorer import weights_project
+
+        (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"explorer": {
+            "cmd": "python stages/explorer.py", "deps": ["data/w", "metrics/w"]}}}))
+        proj.edit({"models.w": W_MODEL, "explorer.models": ["w"]})
+        head = proj.shared.head
+        if constant_row:
+            head = tables.Head(np.where(np.arange(C)[:, None] == 1, 0.0, head.w)
+                               .astype(np.float32), head.b, head.names)
+            (proj / "data/w").mkdir(parents=True)
+            tables.write_fc_weights(proj / "data/w/fc_weights.parquet", head)
+        elif tables_too:
+            weights_project(proj.root, "w", head)
+    return setup
+
+
+def explorer_ok(proj: Project) -> list[str]:
+    e = json.loads((proj / "metrics/explorer.json").read_text())
+    pages = list((proj / "explorer/w/class").glob("*.html"))
+    return [] if e["n_class_pages"] == C == len(pages) and e["n_feature_pages"] == D else [
+        f"explorer.json {e} vs {len(pages)} class pages"]
+
+
 def depth_project(decompose_json: bytes | None = None) -> Callable[[Project], None]:
     """A project whose depth study lists cifar_resnet20 (declared in the real dvc.yaml)."""
     def setup(proj: Project) -> None:
@@ -986,6 +1022,20 @@ class TestTables(Catalogue):
         "depth_metrics_key_missing": S("depth_study", depth_project(b"{}"),
                                        "metrics/cifar_resnet20/decompose.json",
                                        "no key acc_original", check=absent("metrics/depth.json")),
+        # the explorer's inputs
+        "explorer_model_not_declared_in_dvc_yaml": S(
+            "explorer", lambda p: (shutil.copy(ROOT / "dvc.yaml", p / "dvc.yaml"),
+                                   p.edit({"explorer.models": ["m"]})),
+            "dvc.yaml", "stages.explorer.deps", "add data/m, metrics/m",
+            check=absent("metrics/explorer.json", "explorer")),
+        "explorer_model_without_weight_tables": S(
+            "explorer", explorer_project(tables_too=False), "explorer.models", "'w'",
+            "no weight tables", "data/w/fc_weights.parquet is missing",
+            check=absent("metrics/explorer.json", "explorer")),
+        "explorer_constant_weight_row": S(
+            "explorer", explorer_project(constant_row=True), "data/w/fc_weights.parquet",
+            "class 1", "constant weight row", check=absent("metrics/explorer.json", "explorer")),
+        "explorer_ok": S("explorer", explorer_project(), must_succeed=True, check=explorer_ok),
         # the same inputs, intact: must pass with the right result
         "select_influential_ok": S("select_influential", None, must_succeed=True,
                                    check=infl_ok),
