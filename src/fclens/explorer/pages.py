@@ -97,19 +97,22 @@ def class_rows(md: ModelData, names: Names) -> list[dict]:
     return rows
 
 
-def _tree(md: ModelData, c: int, names: Names) -> list[dict]:
-    """The class's split tree, depth-first, each node with its terminal features if any."""
-    nodes = md.nodes[md.nodes["class_index"] == c].sort_values("path")
-    terms = md.terminals[md.terminals["class_index"] == c].set_index("path")
-    out = []
-    for n in nodes.itertuples():
-        feats = []
-        if n.is_terminal and n.path in terms.index:
-            t = terms.loc[n.path]
-            feats = [{"j": int(j), "w": float(w), "href": "../" + names.feature(int(j))}
-                     for j, w in zip(t["feature_index"], t["weight"])]
-        out.append({"path": n.path or "root", "depth": int(n.depth), "size": int(n.size),
-                    "mean": float(n.mean), "terminal": bool(n.is_terminal), "features": feats})
+def class_trees(md: ModelData, names: Names) -> list[list[dict]]:
+    """Every class's split tree, depth-first (by path), each node with its terminal features
+    if any: one pass over the tables (C lists)."""
+    n, t = md.nodes, md.terminals
+    feats = {(int(c), p): [{"j": int(j), "w": float(w), "href": "../" + names.feature(int(j))}
+                           for j, w in zip(fi, wi)]
+             for c, p, fi, wi in zip(t["class_index"], t["path"], t["feature_index"],
+                                     t["weight"])}
+    out = [[] for _ in range(md.head.n_classes)]
+    order = np.lexsort((n["path"].to_numpy(), n["class_index"].to_numpy()))
+    cols = [n[k].to_numpy()[order] for k in ("class_index", "path", "depth", "size", "mean",
+                                            "is_terminal")]
+    for c, path, depth, size, mean, term in zip(*cols):
+        out[int(c)].append({"path": path or "root", "depth": int(depth), "size": int(size),
+                            "mean": float(mean), "terminal": bool(term),
+                            "features": feats.get((int(c), path), []) if term else []})
     return out
 
 
@@ -128,14 +131,16 @@ def _confused(row: np.ndarray, c: int, n: int, rows: list[dict]) -> list[dict]:
 
 
 def class_page(md: ModelData, c: int, rows: list[dict], names: Names, model_ctx: dict,
-               n_confused: int, max_k: int) -> str:
-    h, gof, root = md.head, md.gof, "../../"
+               n_confused: int, max_k: int, tree: list[dict], gof: dict[str, np.ndarray]
+               ) -> str:
+    """One class's page; tree: its `class_trees` entry, gof: the ald_gof columns as arrays."""
+    h, root = md.head, "../../"
     fams = []
-    aic_best = min(float(gof[f"{f}_aic"].iat[c]) for f in FAMILY_NAMES)
+    aic_best = min(float(gof[f"{f}_aic"][c]) for f in FAMILY_NAMES)
     for f in FAMILY_NAMES:
-        fams.append({"name": f, **{k: float(gof[f"{f}_{k}"].iat[c]) for k in
+        fams.append({"name": f, **{k: float(gof[f"{f}_{k}"][c]) for k in
                                    ("loglik", "aic", "bic", "ks", "ad")},
-                     "d_aic": float(gof[f"{f}_aic"].iat[c]) - aic_best,
+                     "d_aic": float(gof[f"{f}_aic"][c]) - aic_best,
                      "best": rows[c]["best"] == f})
     (edges, dens), grid = md.hist, md.grid
     chart = svg.density_chart(
@@ -166,7 +171,7 @@ def class_page(md: ModelData, c: int, rows: list[dict], names: Names, model_ctx:
     cams = [{"method": m, "src": f"../{m}.png"} for m in md.paths.cams
             if c in md.paths.cam_classes]
     return render("class.html", root=root, model=model_ctx, row=rows[c], families=fams,
-                  chart=chart, tree=_tree(md, c, names), influential=infl, sparse=sparse,
+                  chart=chart, tree=tree, influential=infl, sparse=sparse,
                   confusion=conf, cams=cams, max_k=max_k,
                   wordnet=md.wordnet[c] if md.wordnet else None,
                   prev=("../" + rows[c - 1]["href"]) if c else None,

@@ -82,10 +82,12 @@ def build(models: list[ModelData], out: str | Path, cfg: Explorer,
             member = pages.feature_memberships(md)
             frows = pages.feature_rows(md, rows, names, member)
             ctx = {**summ, "root_href": "../index.html"}
+            forest = pages.class_trees(md, names)
+            gof = {k: md.gof[k].to_numpy() for k in md.gof.columns}
             for c in tqdm(range(md.head.n_classes), desc=f"{md.paths.model} classes",
                           leave=False):
                 sizes["class"].append(_write(base / names.classes[c], pages.class_page(
-                    md, c, rows, names, ctx, cfg.n_confused, cfg.max_k)))
+                    md, c, rows, names, ctx, cfg.n_confused, cfg.max_k, forest[c], gof)))
             for j in tqdm(range(md.head.dim), desc=f"{md.paths.model} features", leave=False):
                 sizes["feature"].append(_write(base / names.feature(j), pages.feature_page(
                     md, j, rows, frows[j], names, member, ctx, cfg.top_classes)))
