@@ -21,7 +21,7 @@ from fclens.analysis.ald.families import FAMILIES
 from fclens.core import io, tables
 from fclens.core.errors import FclensError
 
-N_GRID = 80  # points of each drawn density
+N_GRID = 60  # points of each drawn density
 
 
 @dataclass(frozen=True)
