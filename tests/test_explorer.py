@@ -86,12 +86,12 @@ def test_weight_only_site_escapes_names_and_has_no_broken_link(tmp_path, monkeyp
     m = build([md], tmp_path / "site", Explorer(models=["tiny"]), {})
     assert m["n_models"] == 1 and m["n_class_pages"] == 6 and m["n_feature_pages"] == 40
     site = tmp_path / "site"
-    files = sorted(p.name for p in (site / "tiny" / "class").iterdir())
+    files = sorted(p.name for p in (site / "tiny").glob("[0-9]*.html"))  # the class pages
     assert files[0].startswith("0000-b-cat-b-dog") and "0001-ac-dc.html" in files
     assert "0005-etc-passwd.html" in files  # no path traversal, no slash, no HTML in names
     assert all(re.fullmatch(r"\d{4}-[a-z0-9_-]+\.html", f) for f in files)
     assert len(set(files)) == 6  # the two "crane" classes keep apart by index
-    page = (site / "tiny" / "class" / files[0]).read_text()
+    page = (site / "tiny" / files[0]).read_text()
     assert "<b>cat</b>" not in page and "&lt;b&gt;cat&lt;/b&gt; &amp; &#34;dog&#34;" in page
     assert "nan" not in page.lower().replace("naïve", "")
     c = crawl(site)
@@ -102,7 +102,7 @@ def test_weight_only_site_escapes_names_and_has_no_broken_link(tmp_path, monkeyp
     aic = float(md.gof["gaussian_aic"].iat[0])
     assert fmt(aic, 5) in page
     assert m["max_class_page_bytes"] == max(
-        p.stat().st_size for p in (site / "tiny" / "class").iterdir())
+        p.stat().st_size for p in (site / "tiny").glob("[0-9]*.html"))
     assert m["total_bytes"] == sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
 
 
@@ -122,7 +122,7 @@ def test_density_chart_draws_each_curve_and_skips_nan():
     curves = {"ald": np.exp(-np.abs(grid)), "gaussian": np.full(20, np.nan)}
     s = svg.density_chart(np.linspace(-1, 1, 5), np.ones(4), grid, curves, "ald", "t<&>")
     assert s.count("<polyline") == 2 and "t&lt;&amp;&gt;" in s and "nan" not in s.lower()
-    assert 'stroke-width="2.6"' in s  # the best family thicker
+    assert 'polyline class="c0 best"' in s and 'class="e c0 best"' in s  # thick, bold
 
 
 def test_model_without_weight_tables_names_the_key(tmp_path, monkeypatch):

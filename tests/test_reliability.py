@@ -873,7 +873,7 @@ def explorer_project(constant_row: bool = False, tables_too: bool = True
 
 def explorer_ok(proj: Project) -> list[str]:
     e = json.loads((proj / "metrics/explorer.json").read_text())
-    pages = list((proj / "explorer/w/class").glob("*.html"))
+    pages = list((proj / "explorer/w").glob("[0-9]*.html"))
     return [] if e["n_class_pages"] == C == len(pages) and e["n_feature_pages"] == D else [
         f"explorer.json {e} vs {len(pages)} class pages"]
 

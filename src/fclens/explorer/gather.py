@@ -21,7 +21,7 @@ from fclens.analysis.ald.families import FAMILIES
 from fclens.core import io, tables
 from fclens.core.errors import FclensError
 
-N_GRID = 60  # points of each drawn density
+N_GRID = 30  # points of each drawn density
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def load(p: Paths) -> ModelData:
     return ModelData(**data)
 
 
-def slug(text: str, limit: int = 48) -> str:
+def slug(text: str, limit: int = 16) -> str:
     """A file-name-safe form of `text`: lowercase ASCII letters, digits, underscores and
     dashes (a class name may hold a slash, HTML characters or any Unicode)."""
     s = re.sub(r"[^a-z0-9_]+", "-", text.lower()).strip("-")[:limit].strip("-")

@@ -48,17 +48,18 @@ def render(template: str, **ctx) -> str:
 
 @dataclass(frozen=True)
 class Names:
-    """File names of one model's pages, relative to the model's folder."""
+    """File names of one model's pages, all in the model's folder (short relative links: the
+    Lite sites hold 1,000 class and 1,280 feature pages per model)."""
 
-    classes: list[str]  # (C,) class/<index>-<slug>.html
+    classes: list[str]  # (C,) <index>-<slug>.html
 
     @classmethod
     def of(cls, names: tuple[str, ...]) -> Names:
-        return cls([f"class/{i:04d}-{slug(n)}.html" for i, n in enumerate(names)])
+        return cls([f"{i:04d}-{slug(n)}.html" for i, n in enumerate(names)])
 
     @staticmethod
     def feature(j: int) -> str:
-        return f"feature/f{j:04d}.html"
+        return f"f{j:04d}.html"
 
 
 def _per_class(d: dict | None, *keys: str) -> list | None:
@@ -81,6 +82,7 @@ def class_rows(md: ModelData, names: Names) -> list[dict]:
         acc = None if ab is None else float(ab["acc_original"].iat[i])
         rows.append({
             "index": i, "name": h.names[i], "href": names.classes[i],
+            "short": h.names[i].split(", ")[0],  # ImageNet: the first synonym, for lists
             "wnid": md.wordnet[i][0] if md.wordnet else None,
             "best": FAMILY_NAMES[md.best[i]] if md.best[i] >= 0 else None,
             "kappa": float(md.ald["kappa"].iat[i]),
@@ -101,7 +103,7 @@ def class_trees(md: ModelData, names: Names) -> list[list[dict]]:
     """Every class's split tree, depth-first (by path), each node with its terminal features
     if any: one pass over the tables (C lists)."""
     n, t = md.nodes, md.terminals
-    feats = {(int(c), p): [{"j": int(j), "w": float(w), "href": "../" + names.feature(int(j))}
+    feats = {(int(c), p): [{"j": int(j), "w": float(w), "href": names.feature(int(j))}
                            for j, w in zip(fi, wi)]
              for c, p, fi, wi in zip(t["class_index"], t["path"], t["feature_index"],
                                      t["weight"])}
@@ -118,7 +120,7 @@ def class_trees(md: ModelData, names: Names) -> list[list[dict]]:
 
 def _thumbs(md: ModelData, j: int, root: str) -> list[dict]:
     s, names = md.stats, md.head.names
-    return [{"src": f"{root}img/{md.paths.dataset}/{int(i)}.png", "index": int(i),
+    return [{"src": f"{root}img/{md.paths.dataset}/{int(i)}.webp", "index": int(i),
              "label": names[int(lab)], "value": float(v)}
             for i, lab, v in zip(s["top_index"][j], s["top_label"][j], s["top_value"][j])]
 
@@ -126,7 +128,7 @@ def _thumbs(md: ModelData, j: int, root: str) -> list[dict]:
 def _confused(row: np.ndarray, c: int, n: int, rows: list[dict]) -> list[dict]:
     total = row.sum()
     order = [j for j in np.argsort(-row, kind="stable") if j != c and row[j] > 0][:n]
-    return [{"name": rows[j]["name"], "href": "../" + rows[j]["href"], "n": int(row[j]),
+    return [{"name": rows[j]["short"], "href": rows[j]["href"], "n": int(row[j]),
              "share": row[j] / total if total else None} for j in order]
 
 
@@ -134,7 +136,7 @@ def class_page(md: ModelData, c: int, rows: list[dict], names: Names, model_ctx:
                n_confused: int, max_k: int, tree: list[dict], gof: dict[str, np.ndarray]
                ) -> str:
     """One class's page; tree: its `class_trees` entry, gof: the ald_gof columns as arrays."""
-    h, root = md.head, "../../"
+    h, root = md.head, "../"
     fams = []
     aic_best = min(float(gof[f"{f}_aic"][c]) for f in FAMILY_NAMES)
     for f in FAMILY_NAMES:
@@ -145,14 +147,14 @@ def class_page(md: ModelData, c: int, rows: list[dict], names: Names, model_ctx:
     (edges, dens), grid = md.hist, md.grid
     chart = svg.density_chart(
         edges[c], dens[c], grid[c], {f: md.density[f][c] for f in FAMILY_NAMES}, rows[c]["best"],
-        f"Histogram of the {h.dim} FC weights of class {h.names[c]} with the maximum-likelihood "
+        f"Histogram of the {h.dim} FC weights of class {rows[c]['short']} with the fitted "
         f"densities of {len(FAMILY_NAMES)} families; best by AIC: {rows[c]['best']}")
     infl = []
     if md.influential is not None:
         for r, (j, n) in enumerate(zip(md.influential.idx[c], md.influential.counts[c])):
             j = int(j)
             infl.append({"rank": r + 1, "j": j, "count": int(n), "w": float(h.w[c, j]),
-                         "href": "../" + names.feature(j),
+                         "href": names.feature(j),
                          "selectivity": float(md.stats["selectivity"][j, c]),
                          "purity": float(md.stats["purity"][j, c]),
                          "thumbs": _thumbs(md, j, root)})
@@ -161,21 +163,21 @@ def class_page(md: ModelData, c: int, rows: list[dict], names: Names, model_ctx:
         s = md.sparse[(md.sparse["class_index"] == c) & (md.sparse["k"] <= max_k)]
         for t in s.itertuples():
             sparse.append({"method": t.method, "k": int(t.k), "features": [
-                {"j": int(j), "w": float(w), "href": "../" + names.feature(int(j))}
+                {"j": int(j), "w": float(w), "href": names.feature(int(j))}
                 for j, w in zip(t.feature_index, t.weight)]})
     conf = None
     if md.confusion is not None:
         conf = {"as": _confused(md.confusion[c], c, n_confused, rows),
                 "from": _confused(md.confusion[:, c], c, n_confused, rows),
                 "n": int(md.confusion[c].sum())}
-    cams = [{"method": m, "src": f"../{m}.png"} for m in md.paths.cams
+    cams = [{"method": m, "src": f"{m}.png"} for m in md.paths.cams
             if c in md.paths.cam_classes]
     return render("class.html", root=root, model=model_ctx, row=rows[c], families=fams,
                   chart=chart, tree=tree, influential=infl, sparse=sparse,
                   confusion=conf, cams=cams, max_k=max_k,
                   wordnet=md.wordnet[c] if md.wordnet else None,
-                  prev=("../" + rows[c - 1]["href"]) if c else None,
-                  next=("../" + rows[c + 1]["href"]) if c + 1 < h.n_classes else None)
+                  prev=rows[c - 1]["href"] if c else None,
+                  next=rows[c + 1]["href"] if c + 1 < h.n_classes else None)
 
 
 def feature_memberships(md: ModelData) -> tuple[list[list], list[list]]:
@@ -214,11 +216,11 @@ def feature_rows(md: ModelData, rows: list[dict], names: Names,
 
 def feature_page(md: ModelData, j: int, rows: list[dict], frow: dict, names: Names,
                  member: tuple[list[list], list[list]], model_ctx: dict, top: int) -> str:
-    w, root = md.head.w[:, j], "../../"
+    w, root = md.head.w[:, j], "../"
     order = np.argsort(-w, kind="stable")
 
     def cls(c: int, **extra) -> dict:
-        return {"name": rows[c]["name"], "href": "../" + rows[c]["href"], "index": c, **extra}
+        return {"name": rows[c]["short"], "href": rows[c]["href"], "index": c, **extra}
 
     pos = [cls(int(c), w=float(w[c])) for c in order[:top] if w[c] > 0]
     neg = [cls(int(c), w=float(w[c])) for c in order[::-1][:top] if w[c] < 0]
@@ -240,5 +242,5 @@ def feature_page(md: ModelData, j: int, rows: list[dict], frow: dict, names: Nam
                             w=float(w[c])) for c in by_sel]}
     return render("feature.html", root=root, model=model_ctx, f=frow, pos=pos, neg=neg,
                   alg1=alg1, term=term, stats=stats, top=top,
-                  prev=("../" + names.feature(j - 1)) if j else None,
-                  next=("../" + names.feature(j + 1)) if j + 1 < md.head.dim else None)
+                  prev=names.feature(j - 1) if j else None,
+                  next=names.feature(j + 1) if j + 1 < md.head.dim else None)

@@ -9,7 +9,7 @@ import numpy as np
 
 W, H = 480, 220  # the drawing, in SVG units
 L, R, T, B = 44, 8, 8, 30  # margins: axes labels left and below
-COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+N_COLORS = 7  # curve colours c0..c6, in assets/site.css
 
 
 def _num(v: float) -> str:
@@ -21,18 +21,17 @@ def _frame(title: str, body: list[str], x: tuple[float, float] | None, y_max: fl
     """Axes, ticks (x: the axis range; None: no x ticks) and labels around `body`."""
     ax = (f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" class="ax"/>'
           f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" class="ax"/>')
-    ticks = "".join(
-        f'<text x="{L + (W - L - R) * f:.1f}" y="{H - B + 13}" text-anchor="middle">'
+    ticks = "".join(  # text anchors: the classes m (middle) and e (end), assets/site.css
+        f'<text x="{L + (W - L - R) * f:.0f}" y="{H - B + 13}" class="m">'
         f"{_num(x[0] + (x[1] - x[0]) * f)}</text>" for f in (0, 0.5, 1)) if x else ""
-    ticks += (f'<text x="{L - 4}" y="{T + 9}" text-anchor="end">{_num(y_max)}</text>'
-              f'<text x="{L - 4}" y="{H - B}" text-anchor="end">0</text>')
-    labels = (f'<text x="{(L + W - R) / 2}" y="{H - 3}" text-anchor="middle">'
-              f"{escape(x_label)}</text><text x=\"10\" y=\"{(T + H - B) / 2}\" "
-              f'transform="rotate(-90 10 {(T + H - B) / 2})" text-anchor="middle">'
+    ticks += (f'<text x="{L - 4}" y="{T + 9}" class="e">{_num(y_max)}</text>'
+              f'<text x="{L - 4}" y="{H - B}" class="e">0</text>')
+    mid = (T + H - B) // 2
+    labels = (f'<text x="{(L + W - R) // 2}" y="{H - 3}" class="m">{escape(x_label)}</text>'
+              f'<text x="10" y="{mid}" transform="rotate(-90 10 {mid})" class="m">'
               f"{escape(y_label)}</text>")
-    return (f'<svg class="chart" role="img" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
-            f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>{ax}{ticks}'
-            f"{labels}{''.join(body)}</svg>")
+    return (f'<svg class="chart" role="img" viewBox="0 0 {W} {H}" width="{W}" height="{H}">'
+            f"<title>{escape(title)}</title>{ax}{ticks}{labels}{''.join(body)}</svg>")
 
 
 def _sx(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -47,8 +46,8 @@ def _bars(edges: np.ndarray, heights: np.ndarray, lo: float, hi: float, top: flo
           cls: str = "bar") -> list[str]:
     """All bars as one <path> of rectangles (a few bytes each, not a <rect> per bar)."""
     x0, x1, y = _sx(edges[:-1], lo, hi), _sx(edges[1:], lo, hi), _sy(heights, top)
-    d = "".join(f"M{a:.1f} {H - B}V{c:.1f}H{max(b - 0.5, a + 0.5):.1f}V{H - B}Z"
-                for a, b, c in zip(x0, x1, y) if c < H - B)
+    d = "".join(f"M{a:.0f} {H - B}V{c:.0f}H{max(b - 1, a + 1):.0f}V{H - B}Z"
+                for a, b, c in zip(x0, x1, y) if c < H - B - 0.5)
     return [f'<path class="{cls}" d="{d}"/>']
 
 
@@ -67,12 +66,10 @@ def density_chart(edges: np.ndarray, hist: np.ndarray, grid: np.ndarray,
         ok = np.isfinite(c)
         pts = " ".join(f"{a:.0f},{b:.0f}" for a, b in zip(_sx(grid[ok], lo, hi),
                                                             _sy(c[ok], top)))
-        width = 2.6 if name == best else 1.2
-        body.append(f'<polyline fill="none" stroke="{COLORS[i % len(COLORS)]}" '
-                    f'stroke-width="{width}" points="{pts}"/>')
-        legend.append(f'<text x="{W - R - 4}" y="{T + 12 + 12 * i}" text-anchor="end" '
-                      f'fill="{COLORS[i % len(COLORS)]}">{escape(name)}'
-                      f'{" (best AIC)" if name == best else ""}</text>')
+        cls = f"c{i % N_COLORS}{' best' if name == best else ''}"  # colours: assets/site.css
+        body.append(f'<polyline class="{cls}" points="{pts}"/>')
+        legend.append(f'<text x="{W - R - 4}" y="{T + 12 + 12 * i}" class="e {cls}">{escape(name)}{" (best AIC)" if name == best else ""}'
+                      f"</text>")
     return _frame(title, body + legend, (lo, hi), top, x_label, "density")
 
 
@@ -103,6 +100,6 @@ def bar_chart(values: np.ndarray, labels: list[str], title: str, y_label: str,
         one = np.where(np.arange(k) == mark, v, 0.0)
         body += _bars(edges, one, 0, k, top, "bar mark")
     step = max(1, k // 12)
-    body += [f'<text x="{_sx(i + 0.5, 0, k):.1f}" y="{H - B + 12}" text-anchor="middle" '
-             f'class="small">{escape(labels[i][:10])}</text>' for i in range(0, k, step)]
+    body += [f'<text x="{_sx(i + 0.5, 0, k):.0f}" y="{H - B + 12}" class="m small">'
+             f"{escape(labels[i][:10])}</text>" for i in range(0, k, step)]
     return _frame(title, body, None, top, "", y_label)
