@@ -68,8 +68,9 @@ def density_chart(edges: np.ndarray, hist: np.ndarray, grid: np.ndarray,
                                                             _sy(c[ok], top)))
         cls = f"c{i % N_COLORS}{' best' if name == best else ''}"  # colours: assets/site.css
         body.append(f'<polyline class="{cls}" points="{pts}"/>')
-        legend.append(f'<text x="{W - R - 4}" y="{T + 12 + 12 * i}" class="e {cls}">{escape(name)}{" (best AIC)" if name == best else ""}'
-                      f"</text>")
+        tag = " (best AIC)" if name == best else ""
+        legend.append(f'<text x="{W - R - 4}" y="{T + 12 + 12 * i}" class="e {cls}">'
+                      f"{escape(name)}{tag}</text>")
     return _frame(title, body + legend, (lo, hi), top, x_label, "density")
 
 
