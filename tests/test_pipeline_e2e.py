@@ -69,7 +69,8 @@ def test_param_change_reruns_only_downstream_and_diff_shows_it(clean):
     repo = clean
     r = sh("dvc exp run -S decompose.epochs=1 -n smoke-e1", repo).stdout
     ran = {line.split("'")[1] for line in r.splitlines() if line.startswith("Running stage")}
-    assert ran and all(s.startswith(("decompose@", "depth_study", "report")) for s in ran), ran
+    assert ran and all(s.startswith(("decompose@", "depth_study", "explorer", "report"))
+                       for s in ran), ran
     assert {f"decompose@{m}" for m in ("cifar_resnet20", "folder_net")} <= ran
     show = json.loads(sh("dvc exp show --json", repo).stdout)
     assert "smoke-e1" in json.dumps(show)
