@@ -196,7 +196,7 @@ def test_sanity_logit_map_decorrelates_when_all_layers_are_randomized():
     raw = fa.raw_maps(model, x, sets.m, sets.c, s.method, 8, 0)  # (N, 2, 8, 8)
     same = fa.spearman_rows(raw[:, 0].flatten(1).numpy(), raw[:, 0].flatten(1).numpy())
     assert np.nanmedian(same) == pytest.approx(1.0)
-    rho = fa.sanity_rank_corr(model, x, cls, sets, raw, s, 0)
+    rho = fa.sanity_rank_corr(model, x, cls, sets, raw, s, 0, s.method, fa.blurred(x, 0.1))
     assert rho["logit"]["all"] < 0.5 and rho["logit"]["last_block"] < 1
 
 
@@ -285,3 +285,79 @@ def test_report_section_says_whether_random_scores_worse(tmp_path):
         assert "| logit | 0.3 | 0.7 | 0.1 [0.05, 0.15] | 0.2 | 0.3 | 0.5 | 0.1 |" in text
         assert "| random | 0.3 | 0.7 | (control) | 0.2 | 0.3 | - | - |" in text
     assert "interval of influential does not lie above 0" in text
+
+
+# ---------------------------------------------------------------- input gradients (captum)
+
+def test_integrated_gradients_completeness_and_saliency_is_the_gradient():
+    """IG's attributions sum to f(x) - f(baseline) (completeness); saliency is |df/dx| summed
+    over the colour channels, as autograd gives it."""
+    from fclens.explain.attributions import input_maps
+
+    torch.manual_seed(0)
+    model = CifarResNet(8, num_classes=3, width=4).eval()
+    head, _ = _head_nodes(model)
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    base = fa.blurred(x, 0.1)
+    m = np.stack([head.w[[0, 2]]] * 3)  # (B, K=2, D): the logits of classes 0 and 2
+    c = np.stack([head.b[[0, 2]]] * 3)
+    with torch.no_grad():
+        f = (model(x) - model(base))[:, [0, 2]].numpy()  # (B, 2)
+    ig = input_maps(model, x, m, c, "integrated_gradients", base, n_steps=64)
+    np.testing.assert_allclose(ig.sum((2, 3)).numpy(), f, rtol=0.02, atol=2e-3)
+    sal = input_maps(model, x, m, c, "saliency")
+    xr = x.clone().requires_grad_(True)
+    model(xr)[:, 2].sum().backward()
+    np.testing.assert_allclose(sal[:, 1].numpy(), xr.grad.abs().sum(1).numpy(), rtol=1e-5,
+                               atol=1e-7)
+    sg = input_maps(model, x, m, c, "smoothgrad", n_samples=4, sigma=0.1, seed=3)
+    assert torch.equal(sg, input_maps(model, x, m, c, "smoothgrad", n_samples=4, sigma=0.1,
+                                      seed=3))  # seeded
+    assert not torch.allclose(sg, sal) and (sg >= 0).all()
+    with pytest.raises(FclensError, match="allowed saliency, smoothgrad"):
+        input_maps(model, x, m, c, "lime")
+
+
+def test_every_method_through_the_same_protocol():
+    torch.manual_seed(0)
+    model = CifarResNet(8, num_classes=3, width=4).eval()
+    head, nodes = _head_nodes(model)
+    x = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        cls = model(x).argmax(1).numpy()
+    infl = np.array([[0, 1], [2, 3], [4, 5]])
+    methods = ["gradcampp", "saliency", "smoothgrad", "integrated_gradients"]
+    r = fa.evaluate(model, head, nodes, infl, x, cls, _settings(methods=methods, ig_steps=4,
+                                                                 smoothgrad_samples=2), 0)
+    m = r.metrics
+    assert list(m["by_method"]) == methods
+    top = {k: v for k, v in m.items() if k not in ("by_method", "most_faithful_method",
+                                                   "sanity_randomized")}
+    assert top == m["by_method"]["gradcampp"]  # the top level is `method`'s block
+    for meth, b in m["by_method"].items():
+        assert b["method"] == meth and set(b["targets"]) == set(m["targets"])
+        for t, v in b["targets"].items():
+            assert set(v) == set(m["targets"][t])
+            assert 0 <= v["deletion_auc"] <= 1 and 0 <= v["insertion_auc"] <= 1
+        assert set(b["sanity_rank_corr"]["logit"]) == {"last_block", "all"}
+    assert set(m["most_faithful_method"]) == set(m["targets"])
+    assert r.timing["saliency"]["seconds"] > 0
+    # the same images and control for every method: a method's block does not depend on which
+    # other methods were asked for
+    alone = fa.evaluate(model, head, nodes, infl, x, cls, _settings(methods=["saliency"]), 0)
+    assert alone.metrics["by_method"]["saliency"] == m["by_method"]["saliency"]
+
+
+def test_report_names_the_most_faithful_method_per_target():
+    from fclens.report.sections.faithfulness import by_method
+
+    f = _report_json(0.05)
+    assert by_method(f) == ["Only gradcampp was measured (params `faithfulness.methods`).", ""]
+    sal = _report_json(-0.01)
+    sal["method"] = "saliency"
+    sal["targets"]["influential"]["gap"] = 0.9  # larger gap, interval not above 0
+    f["by_method"] = {"gradcampp": _report_json(0.05), "saliency": sal}
+    text = "\n".join(by_method(f))
+    assert "| saliency | influential | 0.3 | 0.7 |" in text
+    assert "influential: **saliency** (gap 0.9; its gap vs random does not lie above 0)" in text
+    assert "logit: **gradcampp** (gap 0.4; its gap vs random lies above 0)" in text

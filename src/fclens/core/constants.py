@@ -4,6 +4,8 @@ modules import these, so the science never imports params.py."""
 NOISE_MODES = ("standard_normal", "feature_stats", "zero", "train_mean")
 TREE_MODES = ("chain", "full")
 CAM_METHODS = ("gradcam", "gradcampp", "smooth_gradcampp")
+INPUT_METHODS = ("saliency", "smoothgrad", "integrated_gradients")  # explain.attributions
+MAP_METHODS = CAM_METHODS + INPUT_METHODS  # what faithfulness.methods may compare
 OPTIMIZERS = ("adam", "sgd")
 AMP_MODES = ("none", "bf16", "fp16")
 ENGINES = ("torch", "openvino", "onnxruntime")  # CPU inference engines for extraction

@@ -20,6 +20,7 @@ from fclens.core.constants import (
     BACKENDS,
     CAM_METHODS,
     ENGINES,
+    MAP_METHODS,
     NOISE_MODES,
     OPTIMIZERS,
     TREE_MODES,
@@ -211,9 +212,14 @@ class Faithfulness(_Section):
     sanity check of the CAM maps (fclens.explain.faithfulness)."""
 
     method: Literal[CAM_METHODS] = "gradcampp"
+    # every method measured the same way (by_method.<method>); `method` is the top level's
+    methods: list[Literal[MAP_METHODS]] = ["gradcampp"]
     targets: list[Literal["logit", "terminal+", "terminal-", "branch+", "branch-",
                           "influential"]] = Field(["logit", "terminal+", "branch+", "influential"],
                                                   min_length=1)
+    smoothgrad_samples: PosInt = 8  # SmoothGrad: noisy copies per map
+    smoothgrad_sigma: PosFloat = 0.15  # their noise std, in normalized input units
+    ig_steps: PosInt = 16  # Integrated Gradients: steps from the blurred baseline to the image
     n_per_class: PosInt = 20
     steps: PosInt = 10
     n_random: PosInt = 5

@@ -39,9 +39,10 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
-from fclens.core.constants import CAM_METHODS
+from fclens.core.constants import CAM_METHODS, MAP_METHODS
 from fclens.core.errors import FclensError
 from fclens.core.tables import Head
+from fclens.explain.attributions import input_maps
 from fclens.explain.cams import check_spatial, class_targets, compute_cams, upsample_unit
 from fclens.models.heads import linear_head
 
@@ -103,6 +104,18 @@ def raw_maps(model: nn.Module, x: torch.Tensor, m: np.ndarray, c: np.ndarray, me
     return torch.cat([torch.from_numpy(compute_cams(
         model, x[i:i + batch_size], m[i:i + batch_size], c[i:i + batch_size], method, seed=seed,
         raw=True).maps) for i in range(0, len(x), batch_size)])
+
+
+def method_maps(model: nn.Module, x: torch.Tensor, m: np.ndarray, c: np.ndarray, method: str,
+                s: Faithfulness, seed: int, baseline: torch.Tensor) -> torch.Tensor:
+    """(N, K, h, w) raw maps of any `MAP_METHODS` entry: a CAM at its layer, or an input
+    gradient at input size (`attributions`; Integrated Gradients from `baseline`)."""
+    if method in CAM_METHODS:
+        return raw_maps(model, x, m, c, method, s.batch_size, seed)
+    bs = s.batch_size
+    return torch.cat([input_maps(model, x[i:i + bs], m[i:i + bs], c[i:i + bs], method,
+                                 baseline[i:i + bs], s.smoothgrad_samples, s.smoothgrad_sigma,
+                                 s.ig_steps, seed) for i in range(0, len(x), bs)])
 
 
 def pixel_ranks(maps: torch.Tensor, seed: int | None) -> torch.Tensor:
@@ -286,8 +299,8 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def sanity_rank_corr(model: nn.Module, x: torch.Tensor, cls: np.ndarray, sets: TargetSets,
-                     trained: torch.Tensor, s: Faithfulness, seed: int
-                     ) -> dict[str, dict[str, float | None]]:
+                     trained: torch.Tensor, s: Faithfulness, seed: int, method: str,
+                     baseline: torch.Tensor) -> dict[str, dict[str, float | None]]:
     """Median Spearman correlation over images between the trained model's raw maps (N, K, h, w)
     and each randomized copy's, per non-random target. For `all` the logit target uses the
     randomized FC row of the same class; channel sets keep their indices."""
@@ -301,7 +314,7 @@ def sanity_rank_corr(model: nn.Module, x: torch.Tensor, cls: np.ndarray, sets: T
             fc = linear_head(rnd)  # any timm head type, as one linear map
             m2[:, names.index("logit")] = fc.weight.detach().float().cpu().numpy()[cls]
             c2[:, names.index("logit")] = fc.bias.detach().float().cpu().numpy()[cls]
-        maps = raw_maps(rnd, x, m2, c2, s.method, s.batch_size, seed)  # (N, T, h, w)
+        maps = method_maps(rnd, x, m2, c2, method, s, seed, baseline)  # (N, T, h, w)
         for j, t in enumerate(names):
             rho = spearman_rows(trained[:, j].flatten(1).numpy(), maps[:, j].flatten(1).numpy())
             out[t][scope] = None if np.isnan(rho).all() else float(np.nanmedian(rho))
@@ -319,44 +332,71 @@ class Result:
     mean_curves: dict[str, tuple[np.ndarray, np.ndarray]]  # target -> (deletion, insertion) (S,)
 
 
+def _measure(model: nn.Module, x: torch.Tensor, cls: np.ndarray, sets: TargetSets,
+             method: str, s: Faithfulness, seed: int, base: torch.Tensor
+             ) -> tuple[dict, dict, Curves, dict]:
+    """One map method through the whole protocol: (metrics block, mean curves, curves,
+    timing)."""
+    t0 = time.perf_counter()
+    raw = method_maps(model, x, sets.m, sets.c, method, s, seed, base)  # (N, K, h, w)
+    maps = upsample_unit(raw, tuple(x.shape[-2:])).to(x.device)  # (N, K, H, W) in [0, 1]
+    t1 = time.perf_counter()
+    cls_t = torch.as_tensor(cls, device=x.device, dtype=torch.long)
+    # The perturbed images only need forwards: a channels_last copy runs them 30-45% faster on a
+    # CPU (metrics/bench/extract.json), and the caller's model is left as it was.
+    scorer = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+    curves = perturbation_curves(scorer, x, base, pixel_ranks(maps, seed), cls_t, s.steps,
+                                 s.batch_size)
+    drop, inc = drop_and_increase(scorer, x, maps, cls_t, s.batch_size)
+    del scorer
+    t2 = time.perf_counter()
+    sanity = sanity_rank_corr(model, x, cls, sets, raw, s, seed, method, base)
+    t3 = time.perf_counter()
+    metrics, mean_curves = summarize(sets, curves, drop, inc, s, seed, method)
+    metrics["sanity_rank_corr"] = sanity
+    timing = {"seconds": t3 - t0, "seconds_maps": t1 - t0, "seconds_perturbation": t2 - t1,
+              "seconds_sanity": t3 - t2,
+              "forwards_perturbation": int(len(x) * sets.m.shape[1] * (s.steps + 1))}
+    return metrics, mean_curves, curves, timing
+
+
 def evaluate(model: nn.Module, head: Head, nodes: pd.DataFrame, influential: np.ndarray | None,
              x: torch.Tensor, cls: np.ndarray, s: Faithfulness, seed: int) -> Result:
     """All three measures for images x (N, 3, H, W) (normalized, on the model's device), each
-    explained for its class cls (N,) (the prediction)."""
+    explained for its class cls (N,) (the prediction), for `s.method` (the top level) and every
+    entry of `s.methods` (by_method; the same images, targets, steps and control)."""
     if len(x) == 0:
         raise FclensError("faithfulness: no images picked; expected at least one")
     if s.method not in CAM_METHODS:
         raise FclensError(f"params.yaml faithfulness.method: {s.method!r}; allowed "
                           f"{', '.join(CAM_METHODS)}")
-    sets = target_sets(head, nodes, influential, np.asarray(cls), s.targets, s.n_random, seed)
+    if bad := [m for m in s.methods if m not in MAP_METHODS]:
+        raise FclensError(f"params.yaml faithfulness.methods: {bad}; allowed "
+                          f"{', '.join(MAP_METHODS)}")
+    cls = np.asarray(cls)
+    sets = target_sets(head, nodes, influential, cls, s.targets, s.n_random, seed)
     check_spatial(model, x)  # tokens (ViTs) have no map to perturb: fail before any work
-    t0 = time.perf_counter()
-    raw = raw_maps(model, x, sets.m, sets.c, s.method, s.batch_size, seed)  # (N, K, h, w)
-    maps = upsample_unit(raw, tuple(x.shape[-2:])).to(x.device)  # (N, K, H, W) in [0, 1]
-    t1 = time.perf_counter()
-    cls_t = torch.as_tensor(np.asarray(cls), device=x.device, dtype=torch.long)
-    # The perturbed images only need forwards: a channels_last copy runs them 30-45% faster on a
-    # CPU (metrics/bench/extract.json), and the caller's model is left as it was.
-    scorer = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
-    curves = perturbation_curves(scorer, x, blurred(x, s.blur_sigma),
-                                 pixel_ranks(maps, seed), cls_t, s.steps, s.batch_size)
-    drop, inc = drop_and_increase(scorer, x, maps, cls_t, s.batch_size)
-    del scorer
-    t2 = time.perf_counter()
-    sanity = sanity_rank_corr(model, x, np.asarray(cls), sets, raw, s, seed)
-    t3 = time.perf_counter()
-    metrics, mean_curves = summarize(sets, curves, drop, inc, s, seed)
-    metrics["sanity_rank_corr"] = sanity
-    metrics["sanity_randomized"] = {"last_block": last_block(model),
-                                    "all": "every parameter, FC included"}
-    timing = {"seconds": t3 - t0, "seconds_maps": t1 - t0, "seconds_perturbation": t2 - t1,
-              "seconds_sanity": t3 - t2, "device": str(x.device),
-              "forwards_perturbation": int(len(x) * sets.m.shape[1] * (s.steps + 1))}
-    return Result(metrics, timing, curves.fractions, mean_curves)
+    base = blurred(x, s.blur_sigma)
+    by_method, timing = {}, {"device": str(x.device)}
+    for method in dict.fromkeys([s.method, *s.methods]):
+        block, curves_mean, curves, t = _measure(model, x, cls, sets, method, s, seed, base)
+        by_method[method] = block
+        timing[method] = t
+        if method == s.method:
+            top, mean_curves, fractions = block, curves_mean, curves.fractions
+    metrics = {**top, "sanity_randomized": {"last_block": last_block(model),
+                                            "all": "every parameter, FC included"},
+               "by_method": by_method,
+               "most_faithful_method": {t: max(by_method, key=lambda m: by_method[m]["targets"]
+                                               [t]["gap"]) for t in [*sets.names, RANDOM]}}
+    timing |= {k: sum(v[k] for v in timing.values() if isinstance(v, dict))
+               for k in ("seconds", "seconds_maps", "seconds_perturbation", "seconds_sanity",
+                         "forwards_perturbation")}
+    return Result(metrics, timing, fractions, mean_curves)
 
 
 def summarize(sets: TargetSets, curves: Curves, drop: np.ndarray, inc: np.ndarray,
-              s: Faithfulness, seed: int) -> tuple[dict, dict]:
+              s: Faithfulness, seed: int, method: str) -> tuple[dict, dict]:
     """faithfulness.json (less the sanity part) and the mean curves per target."""
     t = len(sets.names)
 
@@ -378,7 +418,7 @@ def summarize(sets: TargetSets, curves: Curves, drop: np.ndarray, inc: np.ndarra
             targets[name] |= {"gap_vs_random": diff[:, j].mean(),
                               "gap_vs_random_ci95": [lo[j], hi[j]]}
     metrics = {
-        "method": s.method, "n_images": len(gap), "targets": targets,
+        "method": method, "n_images": len(gap), "targets": targets,
         "most_faithful": sets.names[int(np.argmax(gap[:, :t].mean(0)))],
         "random_worse_than_all": bool((lo > 0).all()),
         "score": "softmax probability of the predicted class",
