@@ -39,7 +39,10 @@ def model_summary(md: ModelData, href: str) -> dict:
             "w_cos_std": (geo.get("weights") or {}).get("nc2_cos_std_w"),
             "faith": [{"target": t, **{k: v.get(k) for k in FAITH_KEYS}}  # random: the control,
                       for t, v in (faith.get("targets") or {}).items()],  # has no gap to itself
-            "faith_method": faith.get("method"), "wordnet": md.wordnet is not None}
+            "faith_method": faith.get("method"), "wordnet": md.wordnet is not None,
+            "faith_by_method": [{"method": m, "target": t, **{k: v.get(k) for k in FAITH_KEYS}}
+                                for m, b in (faith.get("by_method") or {}).items()
+                                for t, v in b["targets"].items() if t != "random"]}
 
 
 def _write(path: Path, text: str) -> int:
