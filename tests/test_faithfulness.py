@@ -200,14 +200,20 @@ def test_sanity_logit_map_decorrelates_when_all_layers_are_randomized():
     assert rho["logit"]["all"] < 0.5 and rho["logit"]["last_block"] < 1
 
 
-def test_evaluate_end_to_end_and_hooks_removed():
+def _tiny_case():
+    """A random ResNet8 of 3 classes, 6 images explained for their predictions, an
+    influential set of 2 channels per class."""
     torch.manual_seed(0)
     model = CifarResNet(8, num_classes=3, width=4).eval()
     head, nodes = _head_nodes(model)
     x = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(6))
     with torch.inference_mode():
         cls = model(x).argmax(1).numpy()
-    infl = np.array([[0, 1], [2, 3], [4, 5]])
+    return model, head, nodes, x, cls, np.array([[0, 1], [2, 3], [4, 5]])
+
+
+def test_evaluate_end_to_end_and_hooks_removed():
+    model, head, nodes, x, cls, infl = _tiny_case()
     r = fa.evaluate(model, head, nodes, infl, x, cls, _settings(), 0)
     m = r.metrics
     assert m["n_images"] == 6 and m["method"] == "gradcampp"
@@ -319,13 +325,7 @@ def test_integrated_gradients_completeness_and_saliency_is_the_gradient():
 
 
 def test_every_method_through_the_same_protocol():
-    torch.manual_seed(0)
-    model = CifarResNet(8, num_classes=3, width=4).eval()
-    head, nodes = _head_nodes(model)
-    x = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(6))
-    with torch.inference_mode():
-        cls = model(x).argmax(1).numpy()
-    infl = np.array([[0, 1], [2, 3], [4, 5]])
+    model, head, nodes, x, cls, infl = _tiny_case()
     methods = ["gradcampp", "saliency", "smoothgrad", "integrated_gradients"]
     r = fa.evaluate(model, head, nodes, infl, x, cls, _settings(methods=methods, ig_steps=4,
                                                                  smoothgrad_samples=2), 0)
