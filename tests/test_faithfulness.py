@@ -361,3 +361,4 @@ def test_report_names_the_most_faithful_method_per_target():
     assert "| saliency | influential | 0.3 | 0.7 |" in text
     assert "influential: **saliency** (gap 0.9; its gap vs random does not lie above 0)" in text
     assert "logit: **gradcampp** (gap 0.4; its gap vs random lies above 0)" in text
+    assert "own random control instead" in text and "influential: **gradcampp** (0.1)" in text
