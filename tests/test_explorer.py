@@ -147,3 +147,31 @@ def test_constant_weight_row_names_the_file_and_class(tmp_path, monkeypatch):
 def test_fmt_never_prints_nan():
     assert fmt(float("nan")) == fmt(None) == "–"
     assert fmt(3) == "3" and fmt(0.123456) == "0.123"
+
+
+def test_per_class_inputs_are_read_by_class_index_and_checked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    head = head_of(("a", "b", "c"))
+    weights_project(tmp_path, "m", head)
+    gof = tables.read_frame("data/m/ald_gof.parquet", tables.ALD_GOF, 3)
+    rev = gather._per_class(gof.iloc[::-1], Path("x.parquet"), head, "m")  # rows reversed
+    assert rev["class_index"].tolist() == [0, 1, 2] and rev.equals(gof)
+    with pytest.raises(FclensError, match=r"x.parquet: 2 rows .* one row per class 0..2"):
+        gather._per_class(gof.iloc[:2], Path("x.parquet"), head, "m")
+    (tmp_path / "metrics/m").mkdir(parents=True)
+    (tmp_path / "metrics/m/geometry.json").write_text(
+        '{"weights": {"per_class": {"w_norm": [1.0, 2.0]}}}')
+    with pytest.raises(FclensError, match=r"geometry.json: weights.per_class.w_norm holds 2 "
+                                          r"values; expected one per class \(3"):
+        gather.load(gather.paths("m", None, False, [], []))
+
+
+def test_models_whose_folders_clash_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for m in ("Net", "net"):
+        weights_project(tmp_path, m, head_of(("a", "b")))
+    mds = [gather.load(gather.paths(m, None, False, [], [])) for m in ("Net", "net")]
+    with pytest.raises(FclensError, match=r"explorer.models: \['Net', 'net'\] give the page "
+                                          r"folders \['net'\] twice"):
+        build(mds, tmp_path / "site", Explorer(models=["Net", "net"]), {})
+    assert not (tmp_path / "site").exists()

@@ -21,7 +21,7 @@ from fclens.analysis.ald.families import FAMILIES
 from fclens.core import io, tables
 from fclens.core.errors import FclensError
 
-N_GRID = 30  # points of each drawn density
+N_GRID = 24  # points of each drawn density
 
 
 @dataclass(frozen=True)
@@ -111,9 +111,11 @@ def _fits(gof: pd.DataFrame, ald: pd.DataFrame) -> dict:
     return res
 
 
-def _histograms(w: np.ndarray, n_grid: int) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+def _histograms(w: np.ndarray, n_grid: int, fits: dict
+                ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """Per class: a density histogram of its weights (sqrt(D) bins, 10..40) and a grid over
-    its range padded by a tenth, (C, B+1), (C, B), (C, n_grid)."""
+    its range padded by a tenth plus each family's location (the cusp of the ALD and Laplace
+    densities is drawn at its height), (C, B+1), (C, B), (C, n_grid + F)."""
     c, d = w.shape
     bins = int(np.clip(round(np.sqrt(d)), 10, 40))
     lo, hi = w.min(1), w.max(1)  # (C,)
@@ -124,7 +126,9 @@ def _histograms(w: np.ndarray, n_grid: int) -> tuple[tuple[np.ndarray, np.ndarra
     dens = counts / (d * ((hi - lo) / bins)[:, None])
     pad = (hi - lo) * 0.1
     grid = (lo - pad)[:, None] + ((hi - lo) + 2 * pad)[:, None] * np.linspace(0, 1, n_grid)[None]
-    return (edges, dens), grid
+    locs = np.stack([fits["ald_fit" if f == "ald" else f]["loc"] for f in FAMILIES], 1)  # (C, F)
+    locs = np.clip(np.where(np.isfinite(locs), locs, grid[:, :1]), grid[:, :1], grid[:, -1:])
+    return (edges, dens), np.sort(np.concatenate([grid, locs], 1), axis=1)
 
 
 def _wordnet(names: tuple[str, ...]) -> list[tuple[str, str]] | None:
@@ -148,17 +152,61 @@ def _confusion(path: Path, n_classes: int) -> np.ndarray:
                                                                             n_classes)
 
 
+def _per_class(frame: pd.DataFrame, path: Path, head: tables.Head, model: str) -> pd.DataFrame:
+    """A per-class table in class order, one row per class of the FC layer (a table is read by
+    class index, never by row position)."""
+    idx = frame["class_index"].to_numpy()
+    if len(frame) != head.n_classes or not np.array_equal(np.sort(idx),
+                                                          np.arange(head.n_classes)):
+        raise FclensError(f"{path}: {len(frame)} rows for classes {sorted(set(idx.tolist()))[:5]}"
+                          f"...; expected one row per class 0..{head.n_classes - 1} of "
+                          f"{head.n_classes} (the FC layer's): rerun its stage for {model}")
+    frame = frame.sort_values("class_index", kind="stable").reset_index(drop=True)
+    if "class_name" in frame and tuple(frame["class_name"]) != head.names:
+        raise FclensError(f"{path}: class names differ from the FC layer's; expected the same "
+                          f"model's table: rerun its stage for {model}")
+    return frame
+
+
+def _lists(doc, path: Path, n: int, key: str = "") -> None:
+    """Every list under a `per_class` key of a metrics JSON must hold one value per class."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            where = f"{key}.{k}" if key else k
+            if key.endswith("per_class") and isinstance(v, list) and len(v) != n:
+                raise FclensError(f"{path}: {where} holds {len(v)} values; expected one per "
+                                  f"class ({n}, the FC layer's): rerun its stage")
+            _lists(v, path, n, where)
+
+
 def _stats(path: Path, n_classes: int, dim: int) -> dict[str, np.ndarray]:
     t = tables.read(path, tables.FEATURE_STATS)
-    out = {k: np.stack(t[k].to_numpy(zero_copy_only=False))
-           if pa.types.is_list(t.schema.field(k).type) else t[k].to_numpy()
-           for k in t.column_names}
-    if not np.array_equal(out["feature_index"], np.arange(dim)) or out["class_mean"].shape[1] \
-            != n_classes:
-        raise FclensError(f"{path}: statistics of {len(out['feature_index'])} features and "
-                          f"{out['class_mean'].shape[1]} classes; expected features 0..{dim - 1} "
-                          f"and {n_classes} classes (the FC layer's): rerun the exemplars stage")
+    try:
+        out = {k: np.stack(t[k].to_numpy(zero_copy_only=False))
+               if pa.types.is_list(t.schema.field(k).type) else t[k].to_numpy()
+               for k in t.column_names}
+    except ValueError as e:  # lists of unequal lengths
+        raise FclensError(f"{path}: list columns of unequal lengths ({e}); expected one width "
+                          f"per column: rerun the exemplars stage") from None
+    widths = {k: out[k].shape[1] for k in ("class_mean", "selectivity", "purity")}
+    if not np.array_equal(out["feature_index"], np.arange(dim)) or set(widths.values()) != {
+            n_classes} or out["hist"].shape[1] % 64 or out["top_label"].size and (
+            out["top_label"].min() < 0 or out["top_label"].max() >= n_classes):
+        raise FclensError(f"{path}: statistics of {len(out['feature_index'])} features, class "
+                          f"widths {widths}, {out['hist'].shape[1]} histogram bins; expected "
+                          f"features 0..{dim - 1}, {n_classes} classes (the FC layer's), labels "
+                          f"in 0..{n_classes - 1} and a multiple of 64 bins: rerun the exemplars "
+                          f"stage")
     return out
+
+
+def _check_sets(frame: pd.DataFrame, path: Path, dim: int) -> None:
+    """Feature lists of sparse_sets / terminals: indices in 0..D-1, one weight each."""
+    for i, (f, w) in enumerate(zip(frame["feature_index"], frame["weight"])):
+        if len(f) != len(w) or (len(f) and (min(f) < 0 or max(f) >= dim)):
+            raise FclensError(f"{path}: row {i} holds {len(f)} feature indices "
+                              f"{list(f)[:5]}... and {len(w)} weights; expected indices in "
+                              f"0..{dim - 1} (the FC layer's inputs), one weight each")
 
 
 def load(p: Paths) -> ModelData:
@@ -170,28 +218,35 @@ def load(p: Paths) -> ModelData:
     head = tables.read_fc_weights(p.weights)
     c = head.n_classes
     _check_rows(head.w, p, head.names)
-    gof = tables.read_frame(p.gof, tables.ALD_GOF, c)
-    ald = tables.read_frame(p.ald, tables.ALD_PARAMS, c)
-    if len(gof) != c or len(ald) != c:
-        raise FclensError(f"{p.gof}, {p.ald}: {len(gof)} and {len(ald)} rows; expected one per "
-                          f"class of {p.weights} ({c}): rerun fit_ald@{p.model}")
+    gof = _per_class(tables.read_frame(p.gof, tables.ALD_GOF, c), p.gof, head, p.model)
+    ald = _per_class(tables.read_frame(p.ald, tables.ALD_PARAMS, c), p.ald, head, p.model)
     aic = np.stack([gof[f"{f}_aic"].to_numpy() for f in FAMILIES], 1)  # (C, F)
-    hist, grid = _histograms(head.w.astype(np.float64), N_GRID)
-    fam = densities(_fits(gof, ald), np.arange(c), grid, FAMILIES)
+    fits = _fits(gof, ald)
+    hist, grid = _histograms(head.w.astype(np.float64), N_GRID, fits)
+    fam = densities(fits, np.arange(c), grid, FAMILIES)
+    terminals = tables.read_frame(p.terminals, tables.TERMINALS, c)
+    _check_sets(terminals, p.terminals, head.dim)
+    geometry = _json(p.metrics / "geometry.json")
+    _lists(geometry, p.metrics / "geometry.json", c)
     data = dict(paths=p, head=head, gof=gof, ald=ald, best=best_family(aic, head.dim),
                 hist=hist, grid=grid, density=fam,
-                nodes=tables.read_frame(p.nodes, tables.TREE_NODES, c),
-                terminals=tables.read_frame(p.terminals, tables.TERMINALS, c),
-                geometry=_json(p.metrics / "geometry.json"), wordnet=_wordnet(head.names))
+                nodes=tables.read_frame(p.nodes, tables.TREE_NODES, c), terminals=terminals,
+                geometry=geometry, wordnet=_wordnet(head.names))
     if p.dataset is not None:
+        decompose = _json(p.metrics / "decompose.json")
+        _lists(decompose, p.metrics / "decompose.json", c)
+        if missing := [str(f) for f in p.cams.values() if not f.is_file()]:
+            raise FclensError(f"{', '.join(missing)}: missing; the explain stage draws them "
+                              f"(explain.methods): run `dvc repro`")
         data.update(confusion=_confusion(p.features_test, c),
                     influential=tables.read_influential(p.influential, c, head.dim),
-                    ablate=tables.read_frame(p.ablate, tables.ABLATE_PER_CLASS, c),
-                    decompose=_json(p.metrics / "decompose.json"),
-                    faithfulness=_json(p.metrics / "faithfulness.json"),
+                    ablate=_per_class(tables.read_frame(p.ablate, tables.ABLATE_PER_CLASS, c),
+                                      p.ablate, head, p.model),
+                    decompose=decompose, faithfulness=_json(p.metrics / "faithfulness.json"),
                     stats=_stats(p.stats, c, head.dim))
         if p.sparse is not None:
             data["sparse"] = tables.read_frame(p.sparse, tables.SPARSE_SETS, c)
+            _check_sets(data["sparse"], p.sparse, head.dim)
     return ModelData(**data)
 
 

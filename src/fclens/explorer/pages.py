@@ -1,7 +1,7 @@
 """What each page shows, as plain records for the templates (`templates/`), and the rendering.
 
-Numbers are formatted here once (`fmt`): a figure that was not measured prints as a dash with
-a reason in its title, never as NaN.
+Numbers are formatted here once (`fmt`): a figure that was not measured prints as a dash (the
+footer says so), never as NaN.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def class_trees(md: ModelData, names: Names) -> list[list[dict]]:
 
 def _thumbs(md: ModelData, j: int, root: str) -> list[dict]:
     s, names = md.stats, md.head.names
-    return [{"src": f"{root}img/{md.paths.dataset}/{int(i)}.webp", "index": int(i),
+    return [{"src": f"{root}img/{slug(md.paths.dataset, 80)}/{int(i)}.webp", "index": int(i),
              "label": names[int(lab)], "value": float(v)}
             for i, lab, v in zip(s["top_index"][j], s["top_label"][j], s["top_value"][j])]
 
@@ -207,9 +207,11 @@ def feature_rows(md: ModelData, rows: list[dict], names: Names,
              "n_term": len(member[1][j]), "sel": None, "c_sel": None, "purity": None,
              "mean": None}
         if s is not None:
-            b = int(np.argmax(s["selectivity"][j]))
-            r.update(sel=float(s["selectivity"][j, b]), c_sel=rows[b],
-                     purity=float(s["purity"][j, b]), mean=float(s["class_mean"][j].mean()))
+            r["mean"] = float(s["class_mean"][j].mean())  # the mean of the class means
+            if np.isfinite(s["selectivity"][j]).any():  # NaN: a negative activation was seen
+                b = int(np.nanargmax(s["selectivity"][j]))
+                r.update(sel=float(s["selectivity"][j, b]), c_sel=rows[b],
+                         purity=float(s["purity"][j, b]))
         out.append(r)
     return out
 
@@ -229,7 +231,9 @@ def feature_page(md: ModelData, j: int, rows: list[dict], frow: dict, names: Nam
     stats = None
     if md.stats is not None:
         s, c_n = md.stats, md.head.n_classes
-        by_sel = np.argsort(-s["selectivity"][j], kind="stable")[:top]
+        sel = s["selectivity"][j]  # all NaN when a negative activation was seen: rank by mean
+        key = sel if np.isfinite(sel).any() else s["class_mean"][j]
+        by_sel = np.argsort(-np.nan_to_num(key, nan=-np.inf), kind="stable")[:top]
         stats = {
             "thumbs": _thumbs(md, j, root),
             "hist": svg.hist_chart(s["hist"][j], float(s["hist_r"][j]),

@@ -14,6 +14,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fclens.analysis.ald.families import FAMILIES
+from fclens.core.errors import FclensError
 from fclens.core.io import atomic_dir
 from fclens.core.sections import Explorer
 from fclens.explorer import pages
@@ -21,6 +22,7 @@ from fclens.explorer.gather import ModelData, slug
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).parent / "assets"
+RESERVED = ("assets", "img")  # the site's own folders
 FAITH_KEYS = ("deletion_auc", "insertion_auc", "gap_vs_random", "gap_vs_random_ci95")
 
 
@@ -58,7 +60,7 @@ def _thumbnails(root: Path, dataset: str, idx: np.ndarray,
     pixels, 1.4 KB for a CIFAR image against PNG's 2.1 KB); returns the count."""
     idx = np.unique(idx)
     images = load(idx[None])[0]  # (U, h, w, 3) uint8
-    folder = root / "img" / dataset
+    folder = root / "img" / slug(dataset, 80)
     folder.mkdir(parents=True, exist_ok=True)
     for i, im in zip(idx, images):
         buf = _io.BytesIO()
@@ -76,6 +78,11 @@ def build(models: list[ModelData], out: str | Path, cfg: Explorer,
     """
     sizes = {"class": [], "feature": []}
     n_images = 0
+    folders = [slug(md.paths.model, 80) for md in models]
+    if clash := sorted({f for f in folders if folders.count(f) > 1 or f in RESERVED}):
+        raise FclensError(f"explorer.models: {[md.paths.model for md in models]} give the page "
+                          f"folders {clash} twice or a reserved name ({', '.join(RESERVED)}); "
+                          f"expected models whose names differ after lowercasing")
     with atomic_dir(out) as root:
         summaries = []
         picked: dict[str, list[np.ndarray]] = {}

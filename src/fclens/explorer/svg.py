@@ -13,8 +13,8 @@ N_COLORS = 7  # curve colours c0..c6, in assets/site.css
 
 
 def _num(v: float) -> str:
-    """A tick label, at most 6 characters: 0.0184, 9.09, 10.8k."""
-    return f"{v / 1e3:.3g}k" if abs(v) >= 1e4 else f"{v:.3g}"
+    """A tick label, at most 6 characters: 0.0184, 9.09, 884, 8.84k."""
+    return f"{v / 1e3:.3g}k" if abs(v) >= 1e3 else f"{v:.3g}"
 
 
 def _frame(title: str, body: list[str], x: tuple[float, float] | None, y_max: float,
