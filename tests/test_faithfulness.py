@@ -14,6 +14,7 @@ from fclens.analysis.trees import build_trees
 from fclens.core.errors import FclensError
 from fclens.core.params import Faithfulness
 from fclens.core.tables import Head
+from fclens.explain import attributions, sanity
 from fclens.explain import faithfulness as fa
 from fclens.explain.select import pick_per_class
 from fclens.models.cifar_resnet import CifarResNet
@@ -171,16 +172,16 @@ def test_randomized_copies():
                 mod.weight.uniform_(0.5, 1.5)
                 mod.bias.uniform_(-0.1, 0.1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assert fa.last_block(model) == ["layer3.0"]
-    lb = fa.randomized(model, "last_block", 0).state_dict()
-    al = fa.randomized(model, "all", 0).state_dict()
+    assert sanity.last_block(model) == ["layer3.0"]
+    lb = sanity.randomized(model, "last_block", 0).state_dict()
+    al = sanity.randomized(model, "all", 0).state_dict()
     for k, v in before.items():
         assert torch.equal(model.state_dict()[k], v)  # the model itself is untouched
         changed = not torch.equal(lb[k], v)
         assert changed == (k.startswith("layer3.0.") and "running" not in k
                            and "num_batches" not in k), k
         assert torch.equal(al[k], v) == ("running" in k or "num_batches" in k), k
-    torch.testing.assert_close(fa.randomized(model, "all", 0).state_dict(), al)
+    torch.testing.assert_close(sanity.randomized(model, "all", 0).state_dict(), al)
     w, w2 = model.layer2[0].conv1.weight, al["layer2.0.conv1.weight"]
     assert w2.std().item() == pytest.approx(w.std().item(), rel=0.3)
 
@@ -193,10 +194,10 @@ def test_sanity_logit_map_decorrelates_when_all_layers_are_randomized():
     cls = np.arange(8) % 3
     s = _settings(targets=["logit"])
     sets = fa.target_sets(head, nodes, None, cls, s.targets, 1, 0)
-    raw = fa.raw_maps(model, x, sets.m, sets.c, s.method, 8, 0)  # (N, 2, 8, 8)
-    same = fa.spearman_rows(raw[:, 0].flatten(1).numpy(), raw[:, 0].flatten(1).numpy())
+    raw = attributions.raw_maps(model, x, sets.m, sets.c, s.method, 8, 0)  # (N, 2, 8, 8)
+    same = sanity.spearman_rows(raw[:, 0].flatten(1).numpy(), raw[:, 0].flatten(1).numpy())
     assert np.nanmedian(same) == pytest.approx(1.0)
-    rho = fa.sanity_rank_corr(model, x, cls, sets, raw, s, 0, s.method, fa.blurred(x, 0.1))
+    rho = sanity.sanity_rank_corr(model, x, cls, sets, raw, s, 0, s.method, fa.blurred(x, 0.1))
     assert rho["logit"]["all"] < 0.5 and rho["logit"]["last_block"] < 1
 
 

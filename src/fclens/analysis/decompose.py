@@ -102,21 +102,19 @@ def class_hits(test: Source, heads: list[tuple[np.ndarray, np.ndarray]]
     return hits, counts
 
 
-def accuracies(test: Source, heads: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
-    """Accuracy of each (w (C, D), b (C,)) linear head on `test`, in one streamed pass."""
-    hits, counts = class_hits(test, heads)
-    n = int(counts.sum())
-    return [h / n if n else float("nan") for h in hits.sum(1).tolist()]
-
-
 def class_accuracies(test: Source, heads: list[tuple[np.ndarray, np.ndarray]]
                      ) -> tuple[list[float], np.ndarray]:
-    """(accuracy of each head, (H, C) accuracy per true class; NaN for a class without test
-    images), in one streamed pass."""
+    """(accuracy of each (w (C, D), b (C,)) linear head on `test`, (H, C) accuracy per true
+    class; NaN for a class without test images), in one streamed pass."""
     hits, counts = class_hits(test, heads)
     n = int(counts.sum())
     per = np.divide(hits, counts, out=np.full(hits.shape, np.nan), where=counts > 0)
     return [h / n if n else float("nan") for h in hits.sum(1).tolist()], per
+
+
+def accuracies(test: Source, heads: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+    """Accuracy of each linear head on `test`, in one streamed pass (`class_accuracies`)."""
+    return class_accuracies(test, heads)[0]
 
 
 def decomposed_accuracy_grid(train: Source, test: Source, head: Head, k1s: list[int],

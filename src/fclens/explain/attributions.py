@@ -15,15 +15,19 @@ one value per pixel, (N, K, H, W):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 
+from fclens.core.constants import CAM_METHODS, INPUT_METHODS
 from fclens.core.errors import FclensError
-from fclens.explain.cams import TargetModel
+from fclens.explain.cams import TargetModel, compute_cams
 
-INPUT_METHODS = ("saliency", "smoothgrad", "integrated_gradients")
+if TYPE_CHECKING:
+    from fclens.core.params import Faithfulness
 
 
 def input_maps(model: nn.Module, x: torch.Tensor, m: np.ndarray, c: np.ndarray, method: str,
@@ -54,3 +58,23 @@ def input_maps(model: nn.Module, x: torch.Tensor, m: np.ndarray, c: np.ndarray, 
                     internal_batch_size=b * n_steps)
             out.append(a.detach().float().sum(1).cpu())  # (B, H, W)
     return torch.stack(out, 1)
+
+
+def raw_maps(model: nn.Module, x: torch.Tensor, m: np.ndarray, c: np.ndarray, method: str,
+             batch_size: int, seed: int) -> torch.Tensor:
+    """(N, K, h, w) unnormalized maps at the hooked layer, `batch_size` images per call."""
+    return torch.cat([torch.from_numpy(compute_cams(
+        model, x[i:i + batch_size], m[i:i + batch_size], c[i:i + batch_size], method, seed=seed,
+        raw=True).maps) for i in range(0, len(x), batch_size)])
+
+
+def method_maps(model: nn.Module, x: torch.Tensor, m: np.ndarray, c: np.ndarray, method: str,
+                s: Faithfulness, seed: int, baseline: torch.Tensor) -> torch.Tensor:
+    """(N, K, h, w) raw maps of any `MAP_METHODS` entry: a CAM at its layer, or an input
+    gradient at input size (`input_maps`; Integrated Gradients from `baseline`)."""
+    if method in CAM_METHODS:
+        return raw_maps(model, x, m, c, method, s.batch_size, seed)
+    bs = s.batch_size
+    return torch.cat([input_maps(model, x[i:i + bs], m[i:i + bs], c[i:i + bs], method,
+                                 baseline[i:i + bs], s.smoothgrad_samples, s.smoothgrad_sigma,
+                                 s.ig_steps, seed) for i in range(0, len(x), bs)])

@@ -62,7 +62,8 @@ class Names:
         return f"f{j:04d}.html"
 
 
-def _per_class(d: dict | None, *keys: str) -> list | None:
+def _dig(d: dict | None, *keys: str) -> list | None:
+    """d[keys[0]][keys[1]]..., None where a level is missing."""
     for k in keys:
         d = d.get(k) if isinstance(d, dict) else None
     return d
@@ -73,9 +74,9 @@ def class_rows(md: ModelData, names: Names) -> list[dict]:
     h, gof, c = md.head, md.gof, md.head.n_classes
     pc = (md.decompose or {}).get("per_class") or {}
     split = "test" if md.geometry and "test" in md.geometry else "weights"
-    mean_norm = _per_class(md.geometry, split, "per_class", "mean_norm")
-    near = _per_class(md.geometry, split, "per_class", "nearest_cos")
-    w_norm = _per_class(md.geometry, "weights", "per_class", "w_norm")
+    mean_norm = _dig(md.geometry, split, "per_class", "mean_norm")
+    near = _dig(md.geometry, split, "per_class", "nearest_cos")
+    w_norm = _dig(md.geometry, "weights", "per_class", "w_norm")
     ab = md.ablate
     rows = []
     for i in range(c):
