@@ -25,6 +25,8 @@ from fclens.core.sections import (  # noqa: F401 (re-exported: the sections' one
     CIFAR_RESNET,
     WEIGHT_SOURCES,
     Ablate,
+    Activations,
+    Adversarial,
     Ald,
     BandingExperiment,
     Checksum,
@@ -53,6 +55,7 @@ from fclens.core.sections import (  # noqa: F401 (re-exported: the sections' one
     SparsifyElasticNet,
     SparsifyRefit,
     Trees,
+    Visualize,
     _Section,
 )
 
@@ -79,6 +82,9 @@ class Params(_Section):
     sparsify: Sparsify = Sparsify()
     geometry: Geometry = Geometry()
     explorer: Explorer = Explorer()
+    activations: Activations = Activations()
+    visualize: Visualize = Visualize()
+    adversarial: Adversarial = Adversarial()
 
     @field_validator("models")
     @classmethod
@@ -118,6 +124,18 @@ class Params(_Section):
         known("explorer.models", self.explorer.models, self.models, "model")
         if len(set(self.explorer.models)) != len(self.explorer.models):
             raise ValueError(f"explorer.models: {self.explorer.models} lists a model twice")
+        known("activations.models", self.activations.models, self.models, "model")
+        known("visualize.models", self.visualize.models, self.models, "model")
+        known("visualize.transfer_models", self.visualize.transfer_models, self.models, "model")
+        known("adversarial.models", self.adversarial.models, self.feature_models,
+              "feature model")
+        known("adversarial.sparse_models", self.adversarial.sparse_models,
+              self.adversarial.models, "model of adversarial.models")
+        for m in self.adversarial.sparse_models:
+            if m not in self.sparsify.models:
+                raise ValueError(f"adversarial.sparse_models: {m!r} has no sparse heads: it is "
+                                 f"not in sparsify.models {self.sparsify.models}; expected "
+                                 f"models that sparsify covers")
         for m in self.finetune.models:
             if self.datasets[self.feature_models[m]].folder is not None:
                 raise ValueError(f"finetune.models: {m!r} uses an image folder; fine-tuning "

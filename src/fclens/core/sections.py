@@ -319,3 +319,78 @@ class Sparsify(_Section):
             if len(set(vals)) != len(vals):
                 raise ValueError(f"{key} {vals} lists a value twice")
         return self
+
+
+def _distinct_lists(section: BaseModel, *keys: str) -> None:
+    for key in keys:
+        vals = getattr(section, key) or []
+        if len(set(vals)) != len(vals):
+            raise ValueError(f"{key} {vals} lists a value twice")
+
+
+class Activations(_Section):
+    """The lecture's second way: every stage's output on each explained image (the images of
+    `explain`), as a grid of channel maps (fclens.explain.activations, stage `activations`)."""
+
+    models: list[str] = []
+    max_channels: PosInt = 32  # channel maps per stage grid (the marked last-stage ones first)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Activations:
+        _distinct_lists(self, "models")
+        return self
+
+
+VIS_METHODS = ("maco", "fourier")
+VIS_OBJECTIVES = ("logit", "decomposed", "terminal")
+
+
+class Visualize(_Section):
+    """The lecture's fifth way: maximum-response synthetic inputs per class, MACO (Fel et al.
+    2023) and the Fourier parameterization (Olah et al. 2017), with numbers (fclens.explain.
+    visualize; stages `spectrum`, `visualize`)."""
+
+    models: list[str] = []
+    transfer_models: list[str] = []  # judges only: models with the same classes (Lite1/2)
+    methods: list[Annotated[str, Field(min_length=1)]] = Field(list(VIS_METHODS), min_length=1)
+    objectives: list[Annotated[str, Field(min_length=1)]] = Field(list(VIS_OBJECTIVES),
+                                                                   min_length=1)
+    steps: PosInt = 128  # optimizer steps, all objectives of a model in one batch
+    lr: PosFloat = 0.05
+    n_crops: PosInt = 4  # transformation robustness: random crops/jitter per image and step
+    size: PosInt | None = None  # image side; None: the model's input size
+    n_natural: PosInt = 50  # natural training images per class for plausibility / path check
+    spectrum_images: PosInt = 2000  # images averaged into the MACO magnitude spectrum
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Visualize:
+        _distinct_lists(self, "models", "transfer_models", "methods", "objectives")
+        return self
+
+
+class Adversarial(_Section):
+    """The lecture's sixth way: L-inf PGD (Madry et al. 2018) in pixel space, read through the
+    last layer's exact margin decomposition (fclens.explain.adversarial, stage `adversarial`)."""
+
+    models: list[str] = []
+    eps: list[PosFloat] = Field([0.5, 1.0, 2.0, 4.0, 8.0], min_length=1)  # units of 1/255
+    steps: PosInt = 20
+    step_factor: PosFloat = 2.5  # step size = step_factor * eps / steps (Madry et al.)
+    strong_eps: PosFloat = 8.0  # the stronger attack's radius, units of 1/255
+    strong_steps: PosInt = 100
+    n_per_class: PosInt = 100  # the first n test images of every class
+    sparse_models: list[str] = []  # of models and sparsify.models: the sparse heads attacked
+    sparse_k: PosInt = 5  # algorithm1's refit head at this grid k
+    batch_size: PosInt = 250
+    n_examples: PosInt = 4  # pictures: flipped examples shown
+
+    @model_validator(mode="after")
+    def _check(self) -> Adversarial:
+        _distinct_lists(self, "models", "eps", "sparse_models")
+        for key, vals in (("eps", self.eps), ("strong_eps", [self.strong_eps])):
+            if bad := [e for e in vals if e > 255]:
+                raise ValueError(f"{key}: {bad} exceeds the pixel range (units of 1/255); "
+                                 f"expected values in (0, 255]")
+        if sorted(self.eps) != self.eps:
+            raise ValueError(f"eps: {self.eps} must be ascending")
+        return self
