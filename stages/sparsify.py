@@ -22,6 +22,7 @@ def main(a, p):
     io.write_json(a.timing, r.timing, digits=3)
     io.write_csv(a.csv, r.rows)
     tables.write_frame(a.sets, pd.DataFrame(r.sets), tables.SPARSE_SETS, head.n_classes)
+    tables.write_frame(a.heads, pd.DataFrame(r.heads), tables.SPARSE_HEADS, head.n_classes)
     studies.plot_sparsify(r.metrics, f"{a.model}: sparse heads", a.plot)
     studies.plot_global_pruning(r.metrics, f"{a.model}: global pruning of the FC weights",
                                 a.global_plot)
@@ -29,4 +30,4 @@ def main(a, p):
 
 if __name__ == "__main__":
     run("sparsify", main,
-        "model data weights ald influential metrics timing plot global_plot csv sets")
+        "model data weights ald influential metrics timing plot global_plot csv sets heads")

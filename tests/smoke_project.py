@@ -62,6 +62,12 @@ def smoke_params(archive: Path, folder: Path) -> dict:
     p["explain"].update(n_samples=2, classes=[0, 2], n_correct=1, n_wrong=1, photos=["chelsea"])
     p["pictures"]["max_tiles"] = 8
     p["explorer"]["models"] = ["cifar_resnet20", "folder_net", "tf_efficientnet_lite0"]
+    p["activations"].update(models=["cifar_resnet20", "tf_efficientnet_lite0"], max_channels=8)
+    p["visualize"].update(models=["cifar_resnet20"], transfer_models=[], steps=4, n_crops=2,
+                          n_natural=2, spectrum_images=12)
+    p["adversarial"].update(models=["cifar_resnet20"], sparse_models=["cifar_resnet20"],
+                            n_per_class=2, eps=[1, 8], steps=3, strong_steps=3, batch_size=4,
+                            n_examples=2)
     sp = p["sparsify"]  # models: [cifar_resnet20] (D = 64: the default k grid, whole)
     sp.update(n_random=2, global_fractions=[0.5, 0.1])
     sp["refit"]["epochs"] = 1

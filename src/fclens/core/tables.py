@@ -81,6 +81,9 @@ ABLATE_PER_CLASS = Spec("ablate_per_class", (
 SPARSE_SETS = Spec("sparse_sets", (  # per (method, grid k, class): the features a head keeps
     Col("method", _str), Col("k", _i32), Col("class_index", _i32, class_index=True),
     Col("feature_index", pa.list_(_i32)), Col("weight", pa.list_(_f32))), "sparsify")
+SPARSE_HEADS = Spec("sparse_heads", (  # whole sparse heads (zeros off the set), per class
+    Col("head", _str), Col("k", _i32), Col("class_index", _i32, class_index=True),
+    Col("bias", _f32, True), Col("weight", pa.list_(_f32))), "sparsify")
 FEATURE_STATS = Spec("feature_stats", (  # per feature, over the training split (exemplars)
     Col("feature_index", _i32), Col("top_index", pa.list_(_i64)),
     Col("top_value", pa.list_(_f32)), Col("top_label", pa.list_(_i32)),

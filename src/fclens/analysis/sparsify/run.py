@@ -41,6 +41,34 @@ class Result:
     timing: dict  # seconds per part: metrics/timing, never in the science metrics
     sets: dict[str, np.ndarray | list]  # the sparse_sets table: per (method, grid k, class) the
     # kept features and their no-refit weights; controls (random) left out
+    heads: dict[str, np.ndarray | list]  # the sparse_heads table (`head_rows`)
+
+
+def head_rows(sets: dict, points: dict, bank: Bank, ks: list[int]) -> dict[str, list]:
+    """The sparse_heads columns: every method's refit head at each grid k (`<method>_refit`),
+    and the head its own rule selects, as the method made it (`<method>_selected`, k its
+    rounded NEC). Whole (C, D) heads, zeros off the set: what an attack needs."""
+    cols = {"head": [], "k": [], "class_index": [], "bias": [], "weight": []}
+
+    def add(name: str, k: int, w: np.ndarray, b: np.ndarray) -> None:
+        for c in range(len(w)):
+            cols["head"].append(name)
+            cols["k"].append(k)
+            cols["class_index"].append(c)
+            cols["bias"].append(float(b[c]))
+            cols["weight"].append(w[c].astype(np.float32))
+
+    for m, s in sets.items():
+        if s.control:
+            continue
+        for k, at in zip(ks, s.grid[0]):
+            if at is not None:
+                h = bank.refit_heads[points[m][at].refit_index]
+                add(f"{m}_refit", k, h.w, h.b)
+        if s.selected is not None:
+            p = points[m][s.selected]
+            add(f"{m}_selected", round(p.nec), *bank.heads[p.no_refit_index])
+    return cols
 
 
 def set_rows(sets: dict, ks: list[int], w: np.ndarray) -> dict[str, np.ndarray | list]:
@@ -166,4 +194,4 @@ def run(train: Source, test: Source, head: Head, ald_fit: dict, params: Sparsify
              "acc_refit": v["acc_refit"][i]} for m, v in methods.items() for i, k in enumerate(ks)]
     clock("summary")
     return Result(metrics, rows, {**clock.laps, "seconds": sum(clock.laps.values())},
-                  set_rows(sets, ks, head.w))
+                  set_rows(sets, ks, head.w), head_rows(sets, points, bank, ks))

@@ -51,6 +51,8 @@ class Sets:
     control: bool = False  # a seeded control (random): mean and std over seeds, never "best"
     section: Callable[[list[Point]], dict] | None = None  # the method's own metrics section
     # (metrics[name]) from its scored candidates, in the order of `masks`
+    selected: int | None = None  # the candidate the method's own rule picks (elastic_net's
+    # lambda on the validation part): its head is written to the sparse_heads table
 
 
 def per_k(masks: list[np.ndarray | None]) -> Sets:

@@ -35,7 +35,8 @@ def select(ctx: Context) -> Sets:
     return Sets([path.w[i] != 0 for i in lams],
                 [[None if path.at_k(k) is None else lams.index(path.at_k(k)) for k in ctx.ks]],
                 weights=[(path.w[i], path.b[i]) for i in lams],
-                section=lambda pts: section(path, pts[lams.index(path.selected())], cfg))
+                section=lambda pts: section(path, pts[lams.index(path.selected())], cfg),
+                selected=lams.index(path.selected()))
 
 
 def section(path: EnPath, sel: Point, cfg: SparsifyElasticNet) -> dict:

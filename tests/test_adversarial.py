@@ -1,0 +1,184 @@
+"""Adversarial samples through the last layer: PGD's constraints, its equality with captum's PGD,
+the exact margin decomposition on a linear toy, k90 by hand, the controls, the stronger attack."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fclens.core.errors import FclensError
+from fclens.core.params import Adversarial, ModelSpec
+from fclens.core.tables import Head
+from fclens.explain import adversarial as adv
+from fclens.explain.adversarial_study import study
+from fclens.models.registry import build_model
+
+
+class PixelFeatures(nn.Module):
+    """A linear '2-feature' model: h = the mean of the red and of the green channel; its head
+    is a plain matrix, so every logit is linear in the pixels."""
+
+    pretrained_cfg = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :2]  # (B, 2, H, W)
+
+    def forward_head(self, f: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return f.mean((2, 3))  # (B, 2)
+
+
+W_TOY = np.array([[2.0, -1.0], [-1.0, 2.0]], np.float32)  # class 0 likes red, 1 likes green
+B_TOY = np.zeros(2, np.float32)
+
+
+def toy_images(n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, 4, 4, generator=g)
+    y = torch.arange(n) % 2
+    x[y == 0, 0] = x[y == 0, 0] * 0.1 + 0.55  # class 0: red ~0.6, green ~0.5
+    x[y == 0, 1] = x[y == 0, 1] * 0.1 + 0.45
+    x[y == 1, 1] = x[y == 1, 1] * 0.1 + 0.55
+    x[y == 1, 0] = x[y == 1, 0] * 0.1 + 0.45
+    return x, y
+
+
+def test_margin_terms_sum_to_the_logit_change_on_a_linear_toy():
+    net = adv.HeadNet(PixelFeatures(), W_TOY, B_TOY + np.array([0.05, -0.05], np.float32))
+    x, y = toy_images()
+    assert (net(x).argmax(1) == y).all()
+    xa, broken = adv.pgd(net, x, y, eps=0.2, steps=10, step_size=0.05, seed=0)
+    assert broken.all()
+    with torch.no_grad():
+        h, ha, la, lc = net.features(x), net.features(xa), net(xa), net(x)
+    t = la.argmax(1)
+    c = adv.margin_terms(W_TOY, h.numpy(), ha.numpy(), y.numpy(), t.numpy())
+    r = torch.arange(len(y))
+    change = (la[r, y] - la[r, t]) - (lc[r, y] - lc[r, t])  # the biases cancel
+    np.testing.assert_allclose(c.sum(1), change.numpy(), atol=1e-5)
+    assert (change < 0).all()  # every broken image's margin fell
+
+
+def test_k90_by_hand():
+    c = np.array([[-3.0, -1.0],  # total -4, 90% = -3.6: both terms
+                  [1.0, -5.0],  # total -4: -5 alone reaches it
+                  [-0.2, -5.0],  # total -5.2, 90% = -4.68: -5 alone
+                  [2.0, 1.0]])  # the margin rose: no reach, D
+    np.testing.assert_array_equal(adv.k_reach(c), [2, 1, 1, 2])
+    np.testing.assert_array_equal(adv.k_reach(np.array([[-1.0, -1.0, -1.0, -1.0]])), [4])
+    np.testing.assert_array_equal(adv.k_reach(np.array([[-9.0, -0.5, -0.5]]), 0.9), [1])
+
+
+def test_shares_and_their_random_control():
+    c = np.array([[-2.0, -1.0, -1.0, 0.0]])
+    assert adv.share(c, np.array([[True, False, False, False]]))[0] == pytest.approx(0.5)
+    sets = adv.random_sets(np.array([2, 3]), 5, 4, seed=1)
+    assert sets.shape == (4, 2, 5)
+    np.testing.assert_array_equal(sets.sum(2), [[2, 3]] * 4)
+    np.testing.assert_array_equal(sets, adv.random_sets(np.array([2, 3]), 5, 4, seed=1))
+    assert not np.array_equal(sets, adv.random_sets(np.array([2, 3]), 5, 4, seed=2))
+
+
+def test_random_hit_chance_is_exact():
+    # a set of 2 of 6 features meets 3 given ones unless both land in the other 3
+    p = adv.p_random_hit(np.array([3]), np.array([2]), 6)[0]
+    assert p == pytest.approx(1 - math.comb(3, 2) / math.comb(6, 2))
+    rng = np.random.default_rng(0)
+    draws = np.array([np.isin(rng.choice(6, 2, replace=False), [0, 1, 2]).any()
+                      for _ in range(20000)])
+    assert draws.mean() == pytest.approx(p, abs=0.01)
+    c = np.array([[-3.0, 0.5, -1.0, 0.0]])
+    hit = adv.hits_top(c, np.array([2]), np.array([[False, False, True, False]]))
+    miss = adv.hits_top(c, np.array([1]), np.array([[False, False, True, False]]))
+    assert hit[0] and not miss[0]
+
+
+@pytest.fixture(scope="module")
+def resnet8():
+    return adv.HeadNet(build_model(ModelSpec(name="r8", arch="cifar_resnet8"), 0),
+                       *_head_of(build_model(ModelSpec(name="r8", arch="cifar_resnet8"), 0)))
+
+
+def _head_of(model):
+    clf = model.get_classifier()
+    return clf.weight.detach().numpy(), clf.bias.detach().numpy()
+
+
+def test_pgd_stays_in_the_ball_and_the_pixel_range(resnet8):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(12, 3, 32, 32, generator=g)
+    x[:4] = x[:4].round()  # pixels at 0 and 1: the clip must hold at the bounds
+    y = resnet8(x).argmax(1)
+    for eps in (0.5 / 255, 8 / 255, 0.5):
+        for early in (True, False):
+            xa, broken = adv.pgd(resnet8, x, y, eps, 5, 2.5 * eps / 5, seed=1, early_stop=early)
+            assert ((xa - x).abs() <= eps + 1e-6).all()
+            assert (xa >= 0).all() and (xa <= 1).all()
+            with torch.no_grad():  # the flag is the returned image's own verdict
+                np.testing.assert_array_equal(broken.numpy(), (resnet8(xa).argmax(1) != y).numpy())
+
+
+def test_pgd_is_captum_pgd_without_early_stop():
+    from captum.robust import PGD
+
+    # captum moves only pixels whose |gradient| exceeds 1e-6: on the linear toy every red and
+    # green pixel's gradient is far above it and every blue one is exactly 0, so the two
+    # updates are the same formula
+    net = adv.HeadNet(PixelFeatures(), W_TOY, B_TOY)
+    x, y = toy_images()
+    eps = 8 / 255
+    ours, _ = adv.pgd(net, x, y, eps, 7, 2.5 * eps / 7, seed=0, random_start=False,
+                      early_stop=False)
+    # captum's default loss is -log(output) (for probabilities); ours is the logits' CE
+    loss = nn.CrossEntropyLoss(reduction="none")  # per image: captum sums them
+    theirs = PGD(net, loss_func=loss, lower_bound=0, upper_bound=1).perturb(
+        x, radius=eps, step_size=2.5 * eps / 7, step_num=7, target=y, random_start=False)
+    assert (ours - x).abs().max() > eps / 2  # it moved
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
+def test_early_stop_keeps_the_first_broken_iterate():
+    net = adv.HeadNet(PixelFeatures(), W_TOY, B_TOY)
+    x, y = toy_images()
+    full, b_full = adv.pgd(net, x, y, 0.2, 10, 0.05, seed=0, early_stop=False)
+    early, b_early = adv.pgd(net, x, y, 0.2, 10, 0.05, seed=0, early_stop=True)
+    assert b_early.all() and b_full.all()
+    # stopped at the crossing: the early images moved less than the full run's
+    assert (early - x).abs().sum() < (full - x).abs().sum()
+
+
+def test_strong_attack_stays_in_the_ball(resnet8):
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(4, 3, 32, 32, generator=g)
+    y = resnet8(x).argmax(1)
+    xa, broken = adv.strong_attack(resnet8, x, y, 1 / 255, steps=10)
+    assert ((xa - x).abs() <= 1 / 255 + 1e-6).all() and (xa >= 0).all() and (xa <= 1).all()
+    with torch.no_grad():
+        assert ((resnet8(xa).argmax(1) != y) >= broken).all()
+
+
+@pytest.mark.parametrize("eps", [[0.0], [-1.0], [300.0], [float("nan")]])
+def test_bad_radius_names_the_key(eps):
+    with pytest.raises(FclensError, match=r"params.yaml adversarial.eps.*\(0, 255\]"):
+        adv.check_eps(eps)
+
+
+def test_study_on_the_linear_toy_counts_every_image():
+    net = PixelFeatures()
+    x, y = toy_images(12)
+    y = y.numpy()
+    y[0] = 1  # a clean mistake: wrong at every radius, never attacked
+    head = Head(W_TOY, B_TOY, ("red", "green"))
+    s = Adversarial(models=["toy"], eps=[1.0, 60.0], steps=10, strong_eps=60.0, strong_steps=5,
+                    batch_size=5, n_examples=2)
+    sets = np.array([[True, False], [False, True]])
+    r = study(net, head, x, y, sets, sets, {"elastic_net": (W_TOY * sets, B_TOY)}, s, 0)
+    m = r.metrics
+    assert m["clean_acc"] == pytest.approx(11 / 12)
+    assert m["acc"][0] <= 11 / 12 and m["acc"][1] == 0.0  # 60/255 flips every toy image
+    assert m["n_broken"][1] == 11
+    assert m["acc_strong"] <= m["acc"][1]
+    assert m["sparse_heads"]["elastic_net"]["nec"] == 1.0
+    assert len(m["sparse_heads"]["elastic_net"]["transfer_rate"]) == 2
+    assert r.examples["clean"].shape[1:] == (4, 4, 3)
