@@ -182,3 +182,32 @@ def test_study_on_the_linear_toy_counts_every_image():
     assert m["sparse_heads"]["elastic_net"]["nec"] == 1.0
     assert len(m["sparse_heads"]["elastic_net"]["transfer_rate"]) == 2
     assert r.examples["clean"].shape[1:] == (4, 4, 3)
+
+
+def test_report_section_reads_the_study_and_its_figures(tmp_path):
+    from fclens.core.io import write_json
+    from fclens.plots import robustness
+    from fclens.report.doc import Inputs
+    from fclens.report.sections.adversarial import section_adversarial
+
+    x, y = toy_images(12)
+    head = Head(W_TOY, B_TOY, ("red", "green"))
+    s = Adversarial(models=["toy"], eps=[1.0, 60.0], steps=10, strong_eps=60.0, strong_steps=5,
+                    batch_size=5, n_examples=2)
+    sets = np.array([[True, False], [False, True]])
+    r = study(PixelFeatures(), head, x, y.numpy(), sets, sets, {"algorithm1": (W_TOY, B_TOY)},
+              s, 0)
+    write_json(tmp_path / "metrics/toy/adversarial.json", r.metrics)
+    robustness.plot_curves(r.metrics, "toy", tmp_path / "plots/adversarial/toy/accuracy.png")
+    train = np.zeros((4, 4, 4, 3), np.uint8)
+    robustness.plot_examples(r.examples, head.names, np.array([[0, 1, 2], [1, 2, 3]],
+                                                              dtype=object), train, "toy",
+                             tmp_path / "plots/adversarial/toy/examples.png")
+    inp = Inputs(root=tmp_path, models=["toy"], archs={"toy": "t"}, feature_models={},
+                 adversarial_models=["toy"])
+    text = "\n".join(section_adversarial(inp))
+    assert "| 60 | 0.00% |" in text  # every toy image broken at 60/255, read from the file
+    assert "`algorithm1` acc (transfer)" in text and "../plots/adversarial/toy/examples.png" in text
+    (tmp_path / "plots/adversarial/toy/examples.png").unlink()
+    with pytest.raises(FclensError, match="examples.png: missing"):
+        section_adversarial(inp)

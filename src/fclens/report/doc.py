@@ -40,6 +40,9 @@ class Inputs:
     finetune_models: Sequence[str] = ()  # finetune.models
     sparsify_models: Sequence[str] = ()  # sparsify.models
     geometry_weight_models: Sequence[str] = ()  # geometry.weight_models
+    adversarial_models: Sequence[str] = ()  # adversarial.models
+    activation_models: Sequence[str] = ()  # activations.models
+    visualize_models: Sequence[str] = ()  # visualize.models
 
     @classmethod
     def from_params(cls, root: str | Path, p) -> Inputs:
@@ -47,7 +50,9 @@ class Inputs:
         return cls(Path(root), list(p.models), {m: s.arch for m, s in p.models.items()},
                    dict(p.feature_models), list(p.explain.photo_models),
                    list(p.depth_study.models), list(p.finetune.models),
-                   list(p.sparsify.models), list(p.geometry.weight_models))
+                   list(p.sparsify.models), list(p.geometry.weight_models),
+                   list(p.adversarial.models), list(p.activations.models),
+                   list(p.visualize.models))
 
     def json(self, rel: str) -> Doc:
         path = self.root / rel
