@@ -132,6 +132,20 @@ def _readers(repo: Path, key: str) -> set[str]:
     return found
 
 
+def test_adversarial_stage_writes_its_contract(clean):
+    a = json.loads((clean / "metrics/cifar_resnet20/adversarial.json").read_text())
+    n = len(a["eps"])
+    for k in ("acc", "k90_median", "margin_share_algorithm1", "margin_share_elastic_net",
+              "terminal_in_k90_rate"):
+        assert len(a[k]) == n, k
+    assert 0 <= a["acc_strong"] <= a["acc"][-1] <= a["clean_acc"]
+    assert set(a["sparse_heads"]) == {"algorithm1", "elastic_net"}
+    for h in a["sparse_heads"].values():
+        assert len(h["acc"]) == len(h["transfer_rate"]) == n
+    for f in ("accuracy", "examples"):
+        assert (clean / f"plots/adversarial/cifar_resnet20/{f}.png").stat().st_size > 1000
+
+
 KNOBS = {"decompose.k1": 4, "decompose.epochs": 2, "explain.classes": [0, 1],
          "faithfulness.steps": 5, "sparsify.k_grid": [1, 2], "ald.plot_classes": [0, 1],
          "extract.batch_size": 8}
