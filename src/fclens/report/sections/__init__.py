@@ -19,6 +19,7 @@ from fclens.report.doc import Inputs
 from fclens.report.fmt import slug
 from fclens.report.sections import (
     ablations,
+    activations,
     adversarial,
     ald,
     banding,
@@ -57,6 +58,7 @@ SECTIONS: list[tuple[str, Callable[[Inputs], list[str]]]] = [
     ("Visual explanations", explanations.section_explanations),
     ("Dataset exemplars", exemplars.section_exemplars),
     ("Faithfulness and sanity of the maps", faithfulness.section_faithfulness),
+    ("Single-sample activations", activations.section_activations),
     ("Adversarial samples through the last layer", adversarial.section_adversarial),
     ("Parameters as pictures", pictures.section_pictures),
     ("Weight banding", banding.section_banding),
