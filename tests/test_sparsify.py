@@ -296,6 +296,31 @@ def test_metrics_follow_the_contract(result):
     assert len(result.rows) == 4 * len(m["methods"])
 
 
+def test_sparse_heads_table_holds_the_scored_heads(result):
+    """The refit heads per grid k and the elastic net's selected head, whole (C, D): their
+    accuracy on the test batch is the accuracy the metrics report for them."""
+    h, m = result.heads, result.metrics
+    test = synthetic(300, 1)
+    names = sorted(set(h["head"]))
+    assert "algorithm1_refit" in names and "elastic_net_selected" in names
+    assert "random_refit" not in names  # controls are not heads anyone attacks
+
+    def head_of(name: str, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        rows = [i for i, n in enumerate(h["head"]) if n == name and (k is None or h["k"][i] == k)]
+        assert [h["class_index"][i] for i in rows] == list(range(C))
+        return np.stack([h["weight"][i] for i in rows]), np.array([h["bias"][i] for i in rows])
+
+    w, b = head_of("algorithm1_refit", 5)
+    assert ((w != 0).sum(1) <= 5).all()
+    alg = m["methods"]["algorithm1"]
+    acc = float(((test.x @ w.T + b).argmax(1) == test.labels).mean())
+    assert acc == pytest.approx(alg["acc_refit"][alg["k"].index(5)], abs=1e-6)
+    w, b = head_of("elastic_net_selected")
+    acc = float(((test.x @ w.T + b).argmax(1) == test.labels).mean())
+    assert acc == pytest.approx(m["elastic_net"]["selected_acc"], abs=1e-6)
+    assert (w != 0).sum(1).mean() == pytest.approx(m["elastic_net"]["selected_nec"])
+
+
 def test_run_is_deterministic_by_seed(result):
     head = synthetic_head()
     train = synthetic(600, 0)
