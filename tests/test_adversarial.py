@@ -13,10 +13,11 @@ from fclens.core.params import Adversarial, ModelSpec
 from fclens.core.tables import Head
 from fclens.explain import adversarial as adv
 from fclens.explain.adversarial_study import study
+from fclens.explain.pixels import HeadNet
 from fclens.models.registry import build_model
 
 
-class PixelFeatures(nn.Module):
+class TwoChannelModel(nn.Module):
     """A linear '2-feature' model: h = the mean of the red and of the green channel; its head
     is a plain matrix, so every logit is linear in the pixels."""
 
@@ -45,7 +46,7 @@ def toy_images(n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_margin_terms_sum_to_the_logit_change_on_a_linear_toy():
-    net = adv.HeadNet(PixelFeatures(), W_TOY, B_TOY + np.array([0.05, -0.05], np.float32))
+    net = HeadNet(TwoChannelModel(), W_TOY, B_TOY + np.array([0.05, -0.05], np.float32))
     x, y = toy_images()
     assert (net(x).argmax(1) == y).all()
     xa, broken = adv.pgd(net, x, y, eps=0.2, steps=10, step_size=0.05, seed=0)
@@ -96,7 +97,7 @@ def test_random_hit_chance_is_exact():
 
 @pytest.fixture(scope="module")
 def resnet8():
-    return adv.HeadNet(build_model(ModelSpec(name="r8", arch="cifar_resnet8"), 0),
+    return HeadNet(build_model(ModelSpec(name="r8", arch="cifar_resnet8"), 0),
                        *_head_of(build_model(ModelSpec(name="r8", arch="cifar_resnet8"), 0)))
 
 
@@ -125,7 +126,7 @@ def test_pgd_is_captum_pgd_without_early_stop():
     # captum moves only pixels whose |gradient| exceeds 1e-6: on the linear toy every red and
     # green pixel's gradient is far above it and every blue one is exactly 0, so the two
     # updates are the same formula
-    net = adv.HeadNet(PixelFeatures(), W_TOY, B_TOY)
+    net = HeadNet(TwoChannelModel(), W_TOY, B_TOY)
     x, y = toy_images()
     eps = 8 / 255
     ours, _ = adv.pgd(net, x, y, eps, 7, 2.5 * eps / 7, seed=0, random_start=False,
@@ -139,7 +140,7 @@ def test_pgd_is_captum_pgd_without_early_stop():
 
 
 def test_early_stop_keeps_the_first_broken_iterate():
-    net = adv.HeadNet(PixelFeatures(), W_TOY, B_TOY)
+    net = HeadNet(TwoChannelModel(), W_TOY, B_TOY)
     x, y = toy_images()
     full, b_full = adv.pgd(net, x, y, 0.2, 10, 0.05, seed=0, early_stop=False)
     early, b_early = adv.pgd(net, x, y, 0.2, 10, 0.05, seed=0, early_stop=True)
@@ -165,7 +166,7 @@ def test_bad_radius_names_the_key(eps):
 
 
 def test_study_on_the_linear_toy_counts_every_image():
-    net = PixelFeatures()
+    net = TwoChannelModel()
     x, y = toy_images(12)
     y = y.numpy()
     y[0] = 1  # a clean mistake: wrong at every radius, never attacked
@@ -195,7 +196,7 @@ def test_report_section_reads_the_study_and_its_figures(tmp_path):
     s = Adversarial(models=["toy"], eps=[1.0, 60.0], steps=10, strong_eps=60.0, strong_steps=5,
                     batch_size=5, n_examples=2)
     sets = np.array([[True, False], [False, True]])
-    r = study(PixelFeatures(), head, x, y.numpy(), sets, sets, {"algorithm1": (W_TOY, B_TOY)},
+    r = study(TwoChannelModel(), head, x, y.numpy(), sets, sets, {"algorithm1": (W_TOY, B_TOY)},
               s, 0)
     write_json(tmp_path / "metrics/toy/adversarial.json", r.metrics)
     robustness.plot_curves(r.metrics, "toy", tmp_path / "plots/adversarial/toy/accuracy.png")

@@ -39,27 +39,6 @@ from fclens.core.errors import FclensError
 WHERE = "params.yaml adversarial"
 
 
-class HeadNet(nn.Module):
-    """Pixels in [0, 1] (B, 3, H, W) -> logits of the backbone's pooled features under a given
-    linear head (w (C, D), b (C,)): the model's own head or a sparse one."""
-
-    def __init__(self, model: nn.Module, w: np.ndarray, b: np.ndarray) -> None:
-        super().__init__()
-        self.model = model
-        cfg = model.pretrained_cfg
-        for k in ("mean", "std"):
-            self.register_buffer(k, torch.tensor(cfg[k], dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("w", torch.as_tensor(w, dtype=torch.float32))
-        self.register_buffer("b", torch.as_tensor(b, dtype=torch.float32))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, D)
-        f = self.model.forward_features((x - self.mean) / self.std)
-        return self.model.forward_head(f, pre_logits=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C)
-        return self.features(x) @ self.w.T + self.b
-
-
 def check_eps(eps: list[float], key: str = "eps") -> None:
     """Radii in units of 1/255: positive and inside the pixel range."""
     if bad := [e for e in eps if not (0 < e <= 255) or not math.isfinite(e)]:

@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from fclens.core.errors import FclensError
 from fclens.core.tables import Head
-from fclens.explain.adversarial import HeadNet, check_eps, margin_stats, pgd, strong_attack
+from fclens.explain.adversarial import check_eps, margin_stats, pgd, strong_attack
+from fclens.explain.pixels import HeadNet
 
 if TYPE_CHECKING:
     from torch import nn

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fclens.core.errors import FclensError
+from fclens.explain.pixels import PixelFeatures
 from fclens.explain.spectrum import color_sqrt
 
 METHODS = ("maco", "fourier")
@@ -97,21 +98,6 @@ def build_targets(w: np.ndarray, b: np.ndarray, classes: np.ndarray, objectives:
                    np.asarray(rows_c, np.float32), np.asarray(chan, np.int64))
 
 
-class _Normalized(nn.Module):
-    """[0, 1] pixels (B, 3, H, W) -> the model's normalization -> targets (B, T) or pooled."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        cfg = model.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg["mean"], dtype=torch.float32)[:, None, None])
-        self.register_buffer("std", torch.tensor(cfg["std"], dtype=torch.float32)[:, None, None])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D) pooled features
-        z = (x - self.mean) / self.std
-        return self.model.forward_head(self.model.forward_features(z), pre_logits=True)
-
-
 def input_side(model: nn.Module, size: int | None) -> int:
     """The visualization side: `size` or the model's input size; FclensError if the model cannot
     take it (a forward fails or gives no pooled vector of the head's width)."""
@@ -120,7 +106,7 @@ def input_side(model: nn.Module, size: int | None) -> int:
     try:
         with torch.inference_mode():
             dev = next(model.parameters()).device
-            out = _Normalized(model).to(dev)(torch.full((1, 3, side, side), 0.5, device=dev))
+            out = PixelFeatures(model).to(dev)(torch.full((1, 3, side, side), 0.5, device=dev))
         ok = tuple(out.shape) == (1, dim)
         why = f"pooled features {tuple(out.shape)}, expected (1, {dim})"
     except (RuntimeError, ValueError) as e:
@@ -212,7 +198,7 @@ def visualize(model: nn.Module, targets: Targets, method: str, steps: int, lr: f
                           f"(3, {side}, {side // 2 + 1}) (explain.spectrum.resize_spectrum)")
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    net = _Normalized(model).to(dev).eval()
+    net = PixelFeatures(model).to(dev).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     m = torch.from_numpy(targets.m).to(dev)  # (B, D)
@@ -251,7 +237,7 @@ def judge(model: nn.Module, images: np.ndarray, batch: int = 64) -> np.ndarray:
     input size first when h differs, then the model's normalization."""
     dev = next(model.parameters()).device
     side = int(model.pretrained_cfg["input_size"][-1])
-    net = _Normalized(model).to(dev).eval()
+    net = PixelFeatures(model).to(dev).eval()
     head = model.get_classifier()
     out = []
     with torch.inference_mode():
@@ -273,7 +259,7 @@ def layer_activations(model: nn.Module, images: np.ndarray, layers: list[str], b
     """images (N, 3, H, W) in [0, 1] -> {layer: (N, K_layer)} spatially averaged activations of
     the named submodules, plus 'pooled' (the FC layer's input). Hooks are always removed."""
     dev = next(model.parameters()).device
-    net = _Normalized(model).to(dev).eval()
+    net = PixelFeatures(model).to(dev).eval()
     mods = dict(model.named_modules())
     if missing := [n for n in layers if n not in mods]:
         raise FclensError(f"{type(model).__name__}: no submodule {missing}; expected names of "
