@@ -183,6 +183,7 @@ class Visualized:
     transparency: np.ndarray | None  # (B, H, W) in [0, 1] (MACO), None otherwise
     target: np.ndarray  # (B,) final target values on the un-augmented images
     seconds: float
+    start: np.ndarray  # (B, 3, H, W) the images before the first step (the control)
 
 
 def visualize(model: nn.Module, targets: Targets, method: str, steps: int, lr: float,
@@ -208,6 +209,8 @@ def visualize(model: nn.Module, targets: Targets, method: str, steps: int, lr: f
                  gen).to(dev)
     opt = torch.optim.NAdam(img.parameters(), lr=lr)
     acc = torch.zeros(b, side, side, device=dev)
+    with torch.no_grad():
+        start = img().cpu().numpy()  # the seeded start: the control's images
     t0 = time.perf_counter()
     with torch.enable_grad():
         for _ in range(steps):
@@ -227,7 +230,7 @@ def visualize(model: nn.Module, targets: Targets, method: str, steps: int, lr: f
     seconds = time.perf_counter() - t0
     span = acc.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
     return Visualized(x.cpu().numpy(), (acc / span).cpu().numpy() if method == "maco" else None,
-                      target.cpu().numpy(), seconds)
+                      target.cpu().numpy(), seconds, start)
 
 
 # ---------------------------------------------------------------- the numbers

@@ -43,10 +43,14 @@ def study(model: nn.Module, targets: vis.Targets, methods: list[str],
     nat = vis.layer_activations(model, natural.images, layers)  # {layer: (N, K)}
     cls, obj = targets.cls, targets.obj
     out, images, transp, probs, seconds = {}, {}, {}, {}, {}
+    # each judge's accuracy on the natural images: the rate a real image of the class gets
+    natural_rate = {j: vis.rate(vis.judge(jm, natural.images), natural.cls)
+                    for j, jm in judges.items()}
     for method in methods:
         r = vis.visualize(model, targets, method, steps, lr, n_crops, side,
                           magnitude if method == "maco" else None, seed)
         p = vis.judge(model, r.images)  # (B, C)
+        p0 = vis.judge(model, r.start)  # the un-optimized start: what the rate is without work
         jp = {j: vis.judge(jm, r.images) for j, jm in judges.items()}
         acts = vis.layer_activations(model, r.images, layers)
         same, other = vis.plausibility(acts["pooled"], cls, nat["pooled"], natural.cls)
@@ -55,15 +59,16 @@ def study(model: nn.Module, targets: vis.Targets, methods: list[str],
             rows = obj == o
             per_obj[name] = {
                 "self_rate": vis.rate(p[rows], cls[rows]),
+                "self_rate_start": vis.rate(p0[rows], cls[rows]),
                 "transfer_rate": {j: vis.rate(q[rows], cls[rows]) for j, q in jp.items()},
+                "transfer_rate_natural": natural_rate,
                 "plausibility_same": _mean(same[rows]),
                 "plausibility_other": _mean(other[rows]),
                 "mean_prob": float(p[rows, cls[rows]].mean()),
                 "mean_target": float(r.target[rows].mean()),
             }
         out[method] = {"objectives": per_obj,
-                       "path_check": vis.path_check(acts, nat, cls, natural.cls),
-                       "seconds": r.seconds}
+                       "path_check": vis.path_check(acts, nat, cls, natural.cls)}
         images[method], transp[method] = r.images, r.transparency
         probs[method], seconds[method] = p[np.arange(len(cls)), cls], r.seconds
     metrics = {"n_classes_visualized": len(targets.classes), "objectives": targets.objectives,
