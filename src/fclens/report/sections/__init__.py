@@ -40,6 +40,7 @@ from fclens.report.sections import (
     sparsify,
     timing,
     trees,
+    visualize,
 )
 
 SECTIONS: list[tuple[str, Callable[[Inputs], list[str]]]] = [
@@ -59,6 +60,7 @@ SECTIONS: list[tuple[str, Callable[[Inputs], list[str]]]] = [
     ("Dataset exemplars", exemplars.section_exemplars),
     ("Faithfulness and sanity of the maps", faithfulness.section_faithfulness),
     ("Single-sample activations", activations.section_activations),
+    ("Maximum-response inputs", visualize.section_visualize),
     ("Adversarial samples through the last layer", adversarial.section_adversarial),
     ("Parameters as pictures", pictures.section_pictures),
     ("Weight banding", banding.section_banding),
