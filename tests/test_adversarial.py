@@ -212,3 +212,62 @@ def test_report_section_reads_the_study_and_its_figures(tmp_path):
     (tmp_path / "plots/adversarial/toy/examples.png").unlink()
     with pytest.raises(FclensError, match="examples.png: missing"):
         section_adversarial(inp)
+
+
+def _stage_project(tmp_path, sparse_k: int, heads: list[tuple[str, int]]):
+    """test_activations' tiny project (a random cifar_resnet8 `tiny` on dataset `ds`), with an
+    adversarial section naming it and a sparse_heads table holding `heads` (name, k)."""
+    import pandas as pd
+    import yaml
+
+    from fclens.core import tables
+    from test_activations import _project
+
+    data = _project(tmp_path)
+    p = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    p["sparsify"]["models"] = ["tiny"]
+    p["adversarial"].update(models=["tiny"], sparse_models=["tiny"], sparse_k=sparse_k,
+                            n_per_class=1, eps=[8.0], steps=2, strong_steps=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"adversarial": {
+        "cmd": "python stages/adversarial.py",
+        "deps": ["data/ds/test.npz", "data/tiny/sparse_heads.parquet"]}}}))
+    rows = [{"head": h, "k": k, "class_index": c, "bias": 0.0,
+             "weight": np.zeros(64, np.float32)} for h, k in heads for c in range(3)]
+    tables.write_frame(data / "sparse_heads.parquet", pd.DataFrame(rows), tables.SPARSE_HEADS, 3)
+    return data
+
+
+def _run_stage(tmp_path, data):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "stages" / "adversarial.py"), "--model", "tiny",
+           "--weights", str(data / "fc_weights.parquet"), "--trees",
+           str(data / "tree_nodes.parquet"), "--influential", str(data / "influential.parquet"),
+           "--exemplars", str(data / "feature_stats.parquet"), "--metrics", str(out / "a.json"),
+           "--timing", str(out / "t.json"), "--plot", str(out / "e.png"), "--curve",
+           str(out / "c.png")]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_stage_refuses_a_sparse_k_that_sparsify_did_not_write(tmp_path):
+    data = _stage_project(tmp_path, 5, [("algorithm1_refit", 1), ("algorithm1_refit", 2),
+                                        ("elastic_net_selected", 3)])
+    res = _run_stage(tmp_path, data)
+    assert res.returncode == 1
+    assert "adversarial.sparse_k 5" in res.stderr and "the table has k [1, 2]" in res.stderr
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_stage_refuses_sparse_heads_without_the_elastic_net(tmp_path):
+    data = _stage_project(tmp_path, 1, [("algorithm1_refit", 1)])
+    res = _run_stage(tmp_path, data)
+    assert res.returncode == 1
+    assert "no elastic_net_selected head" in res.stderr
+    assert "sparsify.methods to include elastic_net" in res.stderr
