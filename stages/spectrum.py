@@ -58,7 +58,8 @@ def main(a, p):
                             f"{PHOTO_SIDE}, random flips, seed {p.seed}) of {len(names)} photos"}
     mag = magnitude_spectrum(images, source["source"])  # (3, H, W//2+1)
     source |= {"n_images": len(images), "size": list(images.shape[1:3]),
-               "colour": "decorrelated (horama's colour matrix), per-image mean removed"}
+               "colour": "decorrelated (horama's colour matrix); DC: its 3 nearest frequencies' "
+                         "mean magnitude"}
     with atomic_path(a.out) as tmp, open(tmp, "wb") as f:
         np.savez(f, magnitude=mag, source=np.array(json.dumps(source)))
     logging.getLogger("spectrum").info("%s: %s in %.1f s", a.out, source["images"],

@@ -2,6 +2,7 @@
 logit and top chain-terminal channel, with self / transfer rates, plausibility and path check;
 dataset models (--data) or the photo model (classes of the sample photos)."""
 
+import json
 import time
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def main(a, p):
               v.steps, v.lr, v.n_crops, side, mag, p.seed)
     io.write_json(a.metrics, {"model": a.model, "classes": [head.names[c] for c in classes],
                               "decomposed_set": dec_set, "spectrum": {
-                                  "file": a.spectrum, **io_json(z["source"]),
+                                  "file": a.spectrum, **json.loads(str(z["source"])),
                                   "resized_to": [side, side]}} | r.metrics, digits=4)
     io.write_json(a.timing, {"seconds": time.perf_counter() - t0} | r.timing, digits=3)
     names = [head.names[c][:18] for c in classes]
@@ -89,12 +90,6 @@ def main(a, p):
     plots.plot_exemplars(exemplar_blocks(a, targets, r.images, head, natural, split), names,
                          f"{a.model}: visualizations beside their exemplars",
                          Path(a.out) / "exemplars.png")
-
-
-def io_json(source: np.ndarray) -> dict:
-    import json
-
-    return json.loads(str(source))
 
 
 def exemplar_blocks(a, targets, images: dict, head, natural: Natural, split) -> list:

@@ -163,3 +163,30 @@ def test_plausibility_and_path_check_on_a_toy():
     assert other[0] == 0.0
     pc = vis.path_check({"pooled": vis_f}, {"pooled": nat}, np.array([0, 1]), np.array([0, 0, 1]))
     assert pc["layers"] == ["pooled"] and pc["same_class"][0] > pc["other_class"][0]
+
+
+class MeanRedModel(PixelModel):
+    """The pooled 'feature' is the red channel's mean over the whole image: only the image's
+    mean colour (the spectrum's zero frequency) moves class 0's logit."""
+
+    def forward_features(self, x):
+        return x[:, :1].mean((2, 3), keepdim=True)  # (B, 1, 1, 1)
+
+
+def test_maco_can_move_the_mean_colour():
+    """The DC term of the fixed spectrum is not 0, so a MACO image can take a mean colour: on a
+    natural 1/f spectrum, the image maximizing the red mean is clearly redder than the one
+    minimizing it, and by far more than with DC set to 0 (where only the sigmoid's curvature
+    moves the mean)."""
+    model = MeanRedModel().eval()
+    f = np.sqrt(np.fft.fftfreq(SIDE)[:, None] ** 2 + np.fft.rfftfreq(SIDE)[None] ** 2)
+    mag = np.repeat((1 / np.maximum(f, 1 / SIDE))[None], 3, 0).astype(np.float32)
+    gap = {}
+    for dc in (True, False):
+        m = mag.copy()
+        m[:, 0, 0] = (m[:, 0, 1] + m[:, 1, 0] + m[:, -1, 0]) / 3 if dc else 0.0
+        r = vis.visualize(model, _targets(model), "maco", 60, 0.1, 2, SIDE, m, 0)
+        gap[dc] = r.images[0, 0].mean() - r.images[1, 0].mean()
+    assert gap[True] > 0.07 and gap[True] > 2 * gap[False]
+    flat = _flat_spectrum()  # magnitude_spectrum sets DC so
+    assert flat[:, 0, 0] == pytest.approx((flat[:, 0, 1] + flat[:, 1, 0] + flat[:, -1, 0]) / 3)

@@ -1,11 +1,14 @@
 """The natural-image magnitude spectrum that MACO keeps fixed (Fel et al. 2023), from images the
 project has, so nothing is downloaded at run time (horama fetches an ImageNet one from a bucket).
 
-MACO builds an image as sigmoid(C @ standardize(irfft2(M * exp(i phi)))): C is horama's square
+MACO builds an image as sigmoid(standardize(irfft2(M * exp(i phi))) @ C): C is horama's square
 root of the RGB colour correlation, so M is the mean magnitude of natural images in the
-*decorrelated* colour space, x @ C^-1. Each image's mean colour (the DC term) is removed first:
-the per-image standardization after irfft2 would otherwise be dominated by a constant colour
-offset. Constant images have no spectrum left (M == 0): refused.
+*decorrelated* colour space, x @ C^-1. The zero frequency (DC) is what lets an image take a
+mean colour (its phase sets the sign, M the size), so it must not be 0; but the images' own DC
+(their mean colour, ~H*W/2) would dwarf every other term and, after standardization, leave a
+flat image (ResNet20: one class's MACO logit image stuck at p = 0.12, self-rate 0.9 instead of
+1.0). So DC gets the mean magnitude of its three nearest frequencies: a mean colour as free as
+the coarsest pattern. Constant images have nothing but DC: refused.
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ def color_sqrt() -> np.ndarray:
 
 def magnitude_spectrum(images: np.ndarray, where: str) -> np.ndarray:
     """images (N, H, W, 3) uint8 or float in [0, 1] -> M (3, H, W//2 + 1) float32, the mean
-    |rfft2| of the colour-decorrelated, mean-removed images. `where` names the source in errors.
-    """
+    |rfft2| of the colour-decorrelated images. `where` names the source in errors."""
     if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
         raise FclensError(f"{where}: images of shape {images.shape}; expected (N, H, W, 3), N >= 1")
     scale = 255.0 if images.dtype == np.uint8 else 1.0
@@ -35,11 +37,12 @@ def magnitude_spectrum(images: np.ndarray, where: str) -> np.ndarray:
     mag, peak = torch.zeros(3, images.shape[1], images.shape[2] // 2 + 1, dtype=torch.float64), 0.0
     for i in range(0, len(images), 128):  # bounded memory, float32 FFTs
         x = torch.from_numpy(np.asarray(images[i:i + 128], np.float32) / scale) @ inv  # decorr.
-        x = (x - x.mean(dim=(1, 2), keepdim=True)).permute(0, 3, 1, 2)  # (b, 3, H, W)
-        peak = max(peak, float(x.abs().max()))
+        x = x.permute(0, 3, 1, 2)  # (b, 3, H, W)
+        peak = max(peak, float((x - x.mean(dim=(2, 3), keepdim=True)).abs().max()))  # texture
         mag += torch.fft.rfft2(x).abs().sum(0).double()
     mag = (mag / len(images)).numpy()
-    if peak < 1e-6:  # every image one colour: nothing but the removed mean
+    mag[:, 0, 0] = (mag[:, 0, 1] + mag[:, 1, 0] + mag[:, -1, 0]) / 3  # DC: see the docstring
+    if peak < 1e-6:  # every image one colour: nothing but the DC term
         raise FclensError(f"{where}: all {len(images)} images are constant (one colour each), so "
                           f"their magnitude spectrum is zero; expected natural images with texture")
     return mag.astype(np.float32)

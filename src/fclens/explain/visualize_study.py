@@ -67,8 +67,15 @@ def study(model: nn.Module, targets: vis.Targets, methods: list[str],
                 "mean_prob": float(p[rows, cls[rows]].mean()),
                 "mean_target": float(r.target[rows].mean()),
             }
+        # the path check asks whether a *class* image is processed like the class's images:
+        # the logit rows (a terminal channel's image is not meant to look like the class)
+        pc = obj == targets.objectives.index("logit") if "logit" in targets.objectives else \
+            np.ones(len(cls), bool)
         out[method] = {"objectives": per_obj,
-                       "path_check": vis.path_check(acts, nat, cls, natural.cls)}
+                       "path_check": {**vis.path_check({k: a[pc] for k, a in acts.items()},
+                                                       nat, cls[pc], natural.cls),
+                                      "objective": "logit" if "logit" in targets.objectives
+                                      else "all"}}
         images[method], transp[method] = r.images, r.transparency
         probs[method], seconds[method] = p[np.arange(len(cls)), cls], r.seconds
     metrics = {"n_classes_visualized": len(targets.classes), "objectives": targets.objectives,
