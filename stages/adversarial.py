@@ -34,10 +34,13 @@ def sparse_heads(model: str, p, dim: int, n_classes: int) -> dict:
         rows = t[(t["head"] == head) & ((t["k"] == k) if k is not None else True)]
         if len(rows) != n_classes:
             ks = sorted(set(t.loc[t["head"] == head, "k"]))
+            if k is None:
+                raise FclensError(f"{path}: no {head} head for every class; expected "
+                                  f"sparsify.methods to include {name}")
             raise FclensError(
-                f"{path}: no {head} head{f' at k={k}' if k else ''} for every class (params.yaml "
-                f"adversarial.sparse_k {p.adversarial.sparse_k}; the table has k {ks}); expected "
-                f"sparsify.methods to include {name} and sparsify's k grid to hold sparse_k")
+                f"{path}: no {head} head at k={k} for every class (params.yaml "
+                f"adversarial.sparse_k {k}; the table has k {ks}); expected sparsify.methods to "
+                f"include {name} and sparsify's k grid to hold sparse_k")
         rows = rows.sort_values("class_index")
         w = np.stack(rows["weight"].to_numpy()).astype(np.float32)
         if w.shape != (n_classes, dim):
@@ -52,12 +55,16 @@ def main(a, p):
         raise FclensError(f"params.yaml adversarial.models: {a.model!r} is not listed "
                           f"({s.models})")
     dataset = p.feature_models[a.model]
-    check_declared("adversarial", [f"data/{dataset}/test.npz"])
+    check_declared("adversarial", [f"data/{dataset}/test.npz", f"data/{dataset}/train.npz"])
     head = tables.read_fc_weights(a.weights)
     split = load_split(Path("data") / dataset / "test.npz")
     if not hasattr(split, "images"):
         raise FclensError(f"params.yaml adversarial.models: {a.model} reads dataset {dataset}, "
                           f"an image folder; expected an archive dataset (decoded test images)")
+    if missing := sorted(set(range(head.n_classes)) - set(split.labels.tolist())):
+        raise FclensError(f"params.yaml adversarial.n_per_class: data/{dataset}/test.npz has no "
+                          f"image of class {missing[:5]} ({len(missing)} classes); expected at "
+                          f"least one test image of every class of {a.model}")
     idx = pick_per_class(split.labels, head.n_classes, s.n_per_class)
     x = torch.from_numpy(split.images[idx]).permute(0, 3, 1, 2).float().div(255).to(dev)
     infl = tables.read_influential(a.influential, head.n_classes, head.dim)

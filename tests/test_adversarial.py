@@ -71,14 +71,21 @@ def test_k90_by_hand():
     np.testing.assert_array_equal(adv.k_reach(np.array([[-9.0, -0.5, -0.5]]), 0.9), [1])
 
 
-def test_shares_and_their_random_control():
+def test_shares_and_their_exact_random_control():
     c = np.array([[-2.0, -1.0, -1.0, 0.0]])
     assert adv.share(c, np.array([[True, False, False, False]]))[0] == pytest.approx(0.5)
-    sets = adv.random_sets(np.array([2, 3]), 5, 4, seed=1)
-    assert sets.shape == (4, 2, 5)
-    np.testing.assert_array_equal(sets.sum(2), [[2, 3]] * 4)
-    np.testing.assert_array_equal(sets, adv.random_sets(np.array([2, 3]), 5, 4, seed=1))
-    assert not np.array_equal(sets, adv.random_sets(np.array([2, 3]), 5, 4, seed=2))
+    # the control: a uniformly random set of size s carries s / D of the total in expectation
+    rng = np.random.default_rng(0)
+    c = rng.standard_t(2, size=(3, 10))
+    draws = np.stack([adv.share(c, np.isin(np.arange(10), rng.choice(10, 3, replace=False))[None]
+                                .repeat(3, 0)) for _ in range(40000)])
+    np.testing.assert_allclose(draws.mean(0), 0.3, atol=0.05 * np.abs(draws).std(0).max())
+    sets = np.zeros((2, 10), bool)
+    sets[0, :3] = sets[1, :7] = True
+    m = adv.margin_stats(np.eye(2, 10), np.zeros((2, 10)), np.linspace(1, 2, 20).reshape(2, 10),
+                         np.array([0, 1]),
+                         np.array([1, 0]), sets, sets, None)
+    np.testing.assert_allclose(m.share_alg1_random, [0.3, 0.7])
 
 
 def test_random_hit_chance_is_exact():
@@ -140,13 +147,26 @@ def test_pgd_is_captum_pgd_without_early_stop():
 
 
 def test_early_stop_keeps_the_first_broken_iterate():
+    """Each image's early-stopped result is the full trajectory's iterate at the first step
+    where that image is misclassified (no random start: the trajectories are the same)."""
     net = HeadNet(TwoChannelModel(), W_TOY, B_TOY)
     x, y = toy_images()
-    full, b_full = adv.pgd(net, x, y, 0.2, 10, 0.05, seed=0, early_stop=False)
-    early, b_early = adv.pgd(net, x, y, 0.2, 10, 0.05, seed=0, early_stop=True)
-    assert b_early.all() and b_full.all()
-    # stopped at the crossing: the early images moved less than the full run's
-    assert (early - x).abs().sum() < (full - x).abs().sum()
+    x[:, :2] += torch.linspace(0, 0.04, len(x))[:, None, None, None] * (
+        torch.nn.functional.one_hot(y, 2).float()[:, :, None, None])  # margins grow with i
+    eps, steps, size = 0.3, 40, 0.005
+    early, b_early = adv.pgd(net, x, y, eps, steps, size, 0, random_start=False)
+    assert b_early.all()
+    first = {}
+    for n in range(steps + 1):
+        xa, broken = adv.pgd(net, x, y, eps, n, size, 0, random_start=False, early_stop=False)
+        for i in np.flatnonzero(broken.numpy()):
+            first.setdefault(int(i), xa[i])
+    assert len(first) == len(x)
+    steps_used = set()
+    for i, xa_i in first.items():
+        torch.testing.assert_close(early[i], xa_i, atol=1e-7, rtol=0)
+        steps_used.add(round(float((xa_i - x[i]).abs().max()) / size))
+    assert len(steps_used) > 1  # images cross at different steps: the test can tell them apart
 
 
 def test_strong_attack_stays_in_the_ball(resnet8):
@@ -183,6 +203,31 @@ def test_study_on_the_linear_toy_counts_every_image():
     assert m["sparse_heads"]["elastic_net"]["nec"] == 1.0
     assert len(m["sparse_heads"]["elastic_net"]["transfer_rate"]) == 2
     assert r.examples["clean"].shape[1:] == (4, 4, 3)
+    # by hand, D = 2, each class's set its own feature: a broken image's terms are
+    # c = 3 (dh_y, -dh_t) with red and green moved by about the same amount, so each carries
+    # about half, both are needed for 90%, and the exact controls are 1/2 and k90 / 2 = 1
+    assert m["k90_median"][1] == 2.0
+    assert m["margin_share_algorithm1"][1] == pytest.approx(0.5, abs=0.2)
+    assert m["margin_share_algorithm1_random"] == [0.5, 0.5] or m["n_broken"][0] == 0
+    assert m["terminal_in_k90_rate"][1] == 1.0 and m["terminal_in_k90_rate_random"][1] == 1.0
+    assert m["margin_share_elastic_net"][1] == m["margin_share_algorithm1"][1]  # same sets
+
+
+def test_study_is_deterministic():
+    from fclens.core.io import write_json
+
+    x, y = toy_images(12)
+    head = Head(W_TOY, B_TOY, ("red", "green"))
+    s = Adversarial(models=["toy"], eps=[1.0, 20.0], steps=6, strong_eps=20.0, strong_steps=5,
+                    batch_size=5, n_examples=2)
+    sets = np.array([[True, False], [False, True]])
+    texts = []
+    for k in range(2):
+        r = study(TwoChannelModel(), head, x, y.numpy(), sets, sets,
+                  {"algorithm1": (W_TOY, B_TOY)}, s, 3)
+        write_json(f"/tmp/fclens_adv_{k}.json", r.metrics, digits=4)
+        texts.append(open(f"/tmp/fclens_adv_{k}.json").read())
+    assert texts[0] == texts[1]
 
 
 def test_report_section_reads_the_study_and_its_figures(tmp_path):
@@ -231,7 +276,7 @@ def _stage_project(tmp_path, sparse_k: int, heads: list[tuple[str, int]]):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"adversarial": {
         "cmd": "python stages/adversarial.py",
-        "deps": ["data/ds/test.npz", "data/tiny/sparse_heads.parquet"]}}}))
+        "deps": ["data/ds/test.npz", "data/ds/train.npz", "data/tiny/sparse_heads.parquet"]}}}))
     rows = [{"head": h, "k": k, "class_index": c, "bias": 0.0,
              "weight": np.zeros(64, np.float32)} for h, k in heads for c in range(3)]
     tables.write_frame(data / "sparse_heads.parquet", pd.DataFrame(rows), tables.SPARSE_HEADS, 3)
@@ -269,5 +314,6 @@ def test_stage_refuses_sparse_heads_without_the_elastic_net(tmp_path):
     data = _stage_project(tmp_path, 1, [("algorithm1_refit", 1)])
     res = _run_stage(tmp_path, data)
     assert res.returncode == 1
-    assert "no elastic_net_selected head" in res.stderr
+    assert "no elastic_net_selected head for every class" in res.stderr
     assert "sparsify.methods to include elastic_net" in res.stderr
+    assert "sparse_k" not in res.stderr  # k is not the elastic net's problem

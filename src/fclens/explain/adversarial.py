@@ -20,8 +20,8 @@ class y and adversarial class t, with h the pooled penultimate features:
     delta margin = [(W_y - W_t) . h(x_adv)] - [(W_y - W_t) . h(x)] = sum_i c_i,
     c_i = (W[y, i] - W[t, i]) * (h_i(x_adv) - h_i(x))         (the biases cancel)
 k90 is the fewest features whose c_i, most negative first, reach 90% of the sum. The share of
-the sum carried by a feature set S is sum_{i in S} c_i / sum_i c_i; its control is the mean
-share of seeded random sets of S's size.
+the sum carried by a feature set S is sum_{i in S} c_i / sum_i c_i; its control is exact: a
+random set of S's size carries |S| / D of the sum in expectation.
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ def pgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int
         ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_adv (N, 3, H, W) in the eps-ball around x and in [0, 1], broken (N,) bool). eps and
     step_size in pixel units ([0, 1] scale)."""
-    g = torch.Generator(device=x.device).manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # on the CPU: the same start on any device
     lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     adv = x.clone()
     if random_start:
-        adv = (x + (torch.rand(x.shape, generator=g, device=x.device) * 2 - 1) * eps)
+        adv = x + (torch.rand(x.shape, generator=g).to(x.device) * 2 - 1) * eps
         adv = torch.min(torch.max(adv, lo), hi)
     broken = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     active = torch.arange(len(x), device=x.device)
@@ -118,14 +118,6 @@ def share(c: np.ndarray, sets: np.ndarray) -> np.ndarray:
     return (c * sets).sum(1) / c.sum(1)
 
 
-def random_sets(sizes: np.ndarray, dim: int, n: int, seed: int) -> np.ndarray:
-    """(n, N, D) bool: per row, n seeded random sets of that row's size."""
-    rng = np.random.default_rng(seed)
-    keys = rng.random((n, len(sizes), dim))
-    ranks = keys.argsort(2).argsort(2)
-    return ranks < sizes[None, :, None]
-
-
 def hits_top(c: np.ndarray, k: np.ndarray, sets: np.ndarray) -> np.ndarray:
     """(N,) does each row's set meet its k most negative terms?"""
     rank = c.argsort(1, kind="stable").argsort(1, kind="stable")  # 0 = most negative
@@ -142,7 +134,7 @@ def p_random_hit(k: np.ndarray, size: np.ndarray, dim: int) -> np.ndarray:
 class MarginStats:
     k90: np.ndarray  # (N,) per broken image
     share_alg1: np.ndarray  # (N,) share carried by the true class's Algorithm-1 set
-    share_alg1_random: np.ndarray  # (N,) mean share of random sets of its size
+    share_alg1_random: np.ndarray  # (N,) the expected share of a random set of its size
     share_en: np.ndarray | None  # (N,) by the true class's elastic-net support, or None
     share_en_random: np.ndarray | None
     terminal_hit: np.ndarray  # (N,) bool: a terminal+ feature among the top-k90
@@ -151,18 +143,18 @@ class MarginStats:
 
 
 def margin_stats(w: np.ndarray, h: np.ndarray, h_adv: np.ndarray, y: np.ndarray, t: np.ndarray,
-                 alg1: np.ndarray, terminals: np.ndarray, en: np.ndarray | None, n_random: int,
-                 seed: int) -> MarginStats:
-    """alg1, terminals, en: (C, D) bool sets per class (en: None without sparse heads)."""
+                 alg1: np.ndarray, terminals: np.ndarray, en: np.ndarray | None) -> MarginStats:
+    """alg1, terminals, en: (C, D) bool sets per class (en: None without sparse heads). The
+    controls are exact: a share is linear in the set's indicator, so a uniformly random set of
+    size s carries s / D of any row's total in expectation; the hit chance is combinatorial."""
     c = margin_terms(w, h, h_adv, y, t)
     d = w.shape[1]
     k90 = k_reach(c)
 
-    def with_control(sets: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
-        rnd = random_sets(sets[y].sum(1), d, n_random, seed + s)
-        return share(c, sets[y]), np.mean([share(c, r) for r in rnd], 0)
+    def with_control(sets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return share(c, sets[y]), sets[y].sum(1) / d
 
-    a, a_r = with_control(alg1, 1)
-    e, e_r = with_control(en, 2) if en is not None else (None, None)
+    a, a_r = with_control(alg1)
+    e, e_r = with_control(en) if en is not None else (None, None)
     return MarginStats(k90, a, a_r, e, e_r, hits_top(c, k90, terminals[y]),
                        p_random_hit(k90, terminals[y].sum(1), d), c)

@@ -11,16 +11,19 @@ from fclens.report.fmt import figure, num, pct, table
 
 INTRO = (
     "The lecture's sixth way of looking at a network. L-inf PGD (Madry et al. 2018) in pixel "
-    "space: a random start in the ball, then steps of 2.5·ε/steps on the cross-entropy; an "
-    "image counts as broken at the first misclassified iterate, which is kept. Robust accuracy "
-    "counts every image (a clean mistake is broken at every ε). A stronger attack (foolbox's "
-    "L-inf FMN, Pintor et al. 2021) then runs on what PGD left correct at its ε. Because the "
-    "head is linear, the margin change of a broken image with true class y and adversarial "
-    "class t is exactly Σᵢ cᵢ with cᵢ = (W[y,i] − W[t,i])·(hᵢ(x_adv) − hᵢ(x)). k90: the fewest "
-    "features, most negative cᵢ first, that carry 90% of it. Each share of the margin change "
-    "has its control in brackets: the mean share of random feature sets of the same size; the "
-    "terminal rate's control is the exact chance that a random set of the terminals' size meets "
-    "the top-k90 features.")
+    "space: a random start in the ball, then signed-gradient steps on the cross-entropy (the "
+    "step size and count of each model below); an image counts as broken at the first "
+    "misclassified iterate, which is kept. Robust accuracy counts every image (a clean mistake "
+    "is broken at every ε). A stronger attack (foolbox's L-inf FMN, Pintor et al. 2021) then "
+    "runs on what PGD left correct. Because the head is linear, the margin change of a broken "
+    "image with true class y and adversarial class t is exactly Σᵢ cᵢ with cᵢ = (W[y,i] − "
+    "W[t,i])·(hᵢ(x_adv) − hᵢ(x)), at the first misclassified iterate. k90: the fewest features, "
+    "most negative cᵢ first, that carry 90% of it. Shares are medians over broken images; each "
+    "has its exact control in brackets: a random feature set of the same size carries |S|/D in "
+    "expectation; the terminal rate's control is the exact chance that a random set of the "
+    "terminals' size meets the top-k90 features. Sparse heads: each attacked by its own PGD; "
+    "transfer: the share of the dense head's adversarial images (full PGD, no early stop) that "
+    "also fool the sparse head.")
 
 
 def _opt(x, f=pct) -> str:
@@ -72,13 +75,19 @@ def section_adversarial(inp: Inputs) -> list[str]:
                          f"{_opt(a['terminal_in_k90_rate'][i])} "
                          f"({_opt(a['terminal_in_k90_rate_random'][i])})"])
         lines += table(head, rows)
-        weak = ("PGD was not weak here: the stronger attack broke no image it left"
-                if st["n_broken_extra"] == 0 else
-                f"the stronger attack broke {st['n_broken_extra']} more images than PGD: "
-                f"PGD is weak on this model")
-        lines += [f"At ε = {num(st['eps'])}/255, PGD leaves {pct(st['acc_pgd'])} and PGD "
-                  f"followed by FMN ({st['steps']} steps, on the {st['n_attacked']} images PGD "
-                  f"left correct) {pct(a['acc_strong'])}: {weak}.", "",
+        att = a["attack"]
+        if st["n_attacked"] == 0:
+            at_strong = (f"PGD left no image correct at ε = {num(st['eps'])}/255, so FMN had "
+                         f"nothing to attack there (no evidence either way)")
+        else:
+            at_strong = (f"FMN broke {st['n_broken_extra']} of the {st['n_attacked']} images "
+                         f"PGD left correct at ε = {num(st['eps'])}/255 (accuracy "
+                         f"{pct(st['acc_pgd'])} → {pct(a['acc_strong'])})")
+        check = (f"As a check where PGD leaves images, at ε = {num(st['check_eps'])}/255 FMN "
+                 f"broke {st['check_n_broken_extra']} of the first {st['check_n_attacked']} "
+                 f"images PGD left correct (each one it breaks is one PGD missed).")
+        lines += [f"PGD: {att['steps']} steps of {num(att['step_factor'])}·ε/{att['steps']}, "
+                  f"random start, early stop. {at_strong}. {check}", "",
                   _sparse_sentence(a), "",
                   *figure(inp.png(f"plots/adversarial/{m}/accuracy.png"),
                           f"{m}: accuracy against ε, dense and sparse heads"),
