@@ -51,8 +51,9 @@ def main(a, p):
         return select.pick_images(y, pred, e.classes, e.n_correct, e.n_wrong)
 
     inp = select.stage_inputs(model, head, e, dev, a.data, a.features, a.influential, quota, pick)
-    names = ([f"test_{i}" for i in split_rows(a.features, head, quota, pick)] if a.data
-             else [row.split(": ")[0] for row in inp.rows])  # photo rows: "<name>: <class> p"
+    names = plots.file_stems(  # unique: the metrics keys are the file names
+        [f"test_{i}" for i in split_rows(a.features, head, quota, pick)] if a.data
+        else [row.split(": ")[0] for row in inp.rows])  # photo rows: "<name>: <class> p"
     t1 = time.perf_counter()
     r = activations.single_sample_activations(
         model, inp.x, head.w, inp.cls if inp.preds is None else inp.preds, nodes,

@@ -20,8 +20,9 @@ f (D,) and c the predicted class:
   by S (the features are post-ReLU, so non-negative, for the models here).
 - `logit_share`: of the predicted logit's positive contributions z = f * W[c] (z > 0), the
   share carried by S: sum(z[S] * (z[S] > 0)) / sum(z * (z > 0)).
-- `*_random`: the same for the mean of the random sets of size |S|; `*_p`: the share of random
-  sets that carry at least as much as S, (1 + #{random >= S}) / (1 + N_RANDOM).
+- `*_random`: what a random set of size |S| carries in expectation, |S| / D exactly (a share is
+  linear in the set's indicator); `*_p`: the share of `N_RANDOM` seeded random sets that carry
+  at least as much as S, (1 + #{random >= S}) / (1 + N_RANDOM).
 `sets.<S>` holds their means over images (`*_above_random`: the share of images where S beats
 the random mean). Per stage (`stages.<name>`): `shape` [C, h, w], `zero_fraction` (activations
 exactly 0, all images) and `dead_channel_fraction` (channels 0 everywhere on every image);
@@ -189,7 +190,8 @@ def set_numbers(f: np.ndarray, w: np.ndarray, idx: np.ndarray, seed: int) -> dic
         s = float(_shares(v, idx[None])[0])
         r = _shares(v, rand)  # (R,)
         out[key] = s
-        out[f"{key}_random"] = float(r.mean())
+        out[f"{key}_random"] = len(idx) / len(f)  # exact: a random set of k carries k / D
+        # of the total in expectation; the draws give the rank of the set among random ones
         out[f"{key}_p"] = float((1 + (r >= s).sum()) / (1 + len(r)))
     return out
 
