@@ -138,6 +138,7 @@ def test_adversarial_stage_writes_its_contract(clean):
     for k in ("acc", "k90_median", "margin_share_algorithm1", "margin_share_elastic_net",
               "terminal_in_k90_rate"):
         assert len(a[k]) == n, k
+    assert a["strong"]["eps"] == a["eps"][-1]  # the smoke profile attacks strongly at its top ε
     assert 0 <= a["acc_strong"] <= a["acc"][-1] <= a["clean_acc"]
     assert set(a["sparse_heads"]) == {"algorithm1", "elastic_net"}
     for h in a["sparse_heads"].values():

@@ -15,8 +15,9 @@ INTRO = (
     "that is pooled into the FC features (`pooling error` checks it), and its channels that "
     "are the predicted class's chain terminals (terminal+) and Algorithm-1 indices are framed. "
     "The numbers: the share of the pooled activation and of the predicted logit's positive "
-    "contributions (xᵢ·W[c,i] > 0) that each set carries, beside the mean share of random "
-    "channel sets of the same size, and the share of images where the set beats that mean.")
+    "contributions (xᵢ·W[c,i] > 0) that each set carries, beside what a random channel set of "
+    "the same size carries in expectation (|S|/D, exact), and the share of images where the "
+    "set carries more.")
 
 
 def section_activations(inp: Inputs) -> list[str]:
