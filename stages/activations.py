@@ -2,25 +2,14 @@
 Algorithm-1 channels marked, with their shares against random channel sets."""
 
 import time
-from pathlib import Path
-
-import numpy as np
 
 from _stage import check_declared, run
 from fclens.core import io, tables
 from fclens.core.errors import FclensError
-from fclens.core.streaming import FeatureTable
 from fclens.explain import activations, select
 from fclens.models.inputs import resolve_device
 from fclens.models.registry import build_model
 from fclens.plots import activations as plots
-
-
-def split_rows(features: str, head, quota: np.ndarray, pick) -> np.ndarray:
-    """The test-split rows stage_inputs explains (select.Inputs does not carry them)."""
-    table = FeatureTable(Path(features), head.n_classes, head.dim)
-    rows, few = select.first_rows(table.columns(("label", "pred")), quota)
-    return rows[pick(few.labels, few.preds)]
 
 
 def dataset_inputs(model: str, p) -> tuple[str | None, str | None, str | None]:
@@ -44,16 +33,8 @@ def main(a, p):
     head = tables.read_fc_weights(a.weights)
     a.data and p.class_indices("explain.classes", head.n_classes, a.weights)  # dataset models
     nodes = tables.read_frame(a.trees, tables.TREE_NODES, head.n_classes)
-    quota = np.zeros((head.n_classes, 2), np.int64)
-    quota[e.classes] = e.n_correct, e.n_wrong
-
-    def pick(y, pred):
-        return select.pick_images(y, pred, e.classes, e.n_correct, e.n_wrong)
-
-    inp = select.stage_inputs(model, head, e, dev, a.data, a.features, a.influential, quota, pick)
-    names = plots.file_stems(  # unique: the metrics keys are the file names
-        [f"test_{i}" for i in split_rows(a.features, head, quota, pick)] if a.data
-        else [row.split(": ")[0] for row in inp.rows])  # photo rows: "<name>: <class> p"
+    inp = select.explain_inputs(model, head, e, dev, a.data, a.features, a.influential)
+    names = plots.file_stems(inp.names)  # unique: the metrics keys are the file names
     t1 = time.perf_counter()
     r = activations.single_sample_activations(
         model, inp.x, head.w, inp.cls if inp.preds is None else inp.preds, nodes,

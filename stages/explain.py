@@ -1,6 +1,5 @@
 """Grad-CAM++ / Smooth Grad-CAM++ grids of class logits and channel-set targets."""
 
-import numpy as np
 
 from _stage import run
 from fclens.core import io, tables
@@ -17,11 +16,7 @@ def main(a, p):
     head = tables.read_fc_weights(a.weights)
     a.data and p.class_indices("explain.classes", head.n_classes, a.weights)  # dataset models
     nodes = tables.read_frame(a.trees, tables.TREE_NODES, head.n_classes)
-    quota = np.zeros((head.n_classes, 2), np.int64)
-    quota[e.classes] = e.n_correct, e.n_wrong
-    inp = select.stage_inputs(model, head, e, dev, a.data, a.features, a.influential, quota,
-                              lambda y, pred: select.pick_images(y, pred, e.classes, e.n_correct,
-                                                                 e.n_wrong))
+    inp = select.explain_inputs(model, head, e, dev, a.data, a.features, a.influential)
     r = explain.explain(model, head, nodes, inp, e.methods, e.n_samples, e.sigma, p.seed)
     maps.plot_cam_grids(inp.images, r.maps, inp.rows, r.targets, a.model, a.out)
     io.write_json(a.metrics, r.metrics, digits=3)

@@ -13,23 +13,10 @@ from _stage import check_declared, run
 from fclens.core.errors import FclensError
 from fclens.core.io import atomic_path
 from fclens.datasets.splits import load_split
+from fclens.explain.select import sample_photos
 from fclens.explain.spectrum import magnitude_spectrum, photo_crops
 
 PHOTO_SIDE = 224  # crops of the photos; `visualize` resamples the spectrum to its own size
-
-
-def sample_photos(names: list[str]) -> list[np.ndarray]:
-    import skimage.data
-
-    out = []
-    for name in names:
-        fn = getattr(skimage.data, name, None)
-        if fn is None or not callable(fn):
-            raise FclensError(f"params.yaml explain.photos: {name!r} is not a scikit-image sample "
-                              f"image; expected e.g. chelsea, coffee, astronaut, rocket")
-        im = np.asarray(fn())
-        out.append(np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im[..., :3])
-    return out
 
 
 def main(a, p):

@@ -1,6 +1,6 @@
 """Which images are explained, and as what model input: dataset test images picked from the
 streamed label/pred columns in bounded memory, or the sample photographs (+ a user folder). The
-one home of image picking for the CAM and faithfulness stages."""
+one home of image picking for the CAM, faithfulness, activation and visualization stages."""
 
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ class Inputs:
     rows: list[str]
     influential: np.ndarray | None
     preds: np.ndarray | None = None  # the model's prediction per image (dataset images)
+    names: list[str] | None = None  # per image: test_<row> (dataset) or the photo / file stem
 
 
 def _to_model_input(model: nn.Module, images: list, dev: torch.device
@@ -102,16 +103,9 @@ def _normalize(model: nn.Module, images: np.ndarray, dev: torch.device) -> torch
 def photo_inputs(model: nn.Module, photos: list[str], folder: str | None, max_folder: int,
                  names: tuple[str, ...], dev: torch.device) -> Inputs:
     """scikit-image sample photographs (+ a folder of the user's), explained for their top-1."""
-    import skimage.data
     from PIL import Image
 
-    items = []
-    for name in photos:
-        fn = getattr(skimage.data, name, None)
-        if fn is None or not callable(fn):
-            raise FclensError(f"params.yaml explain.photos: {name!r} is not a scikit-image sample "
-                              f"image; expected e.g. chelsea, coffee, astronaut, rocket")
-        items.append((name, Image.fromarray(fn()).convert("RGB")))
+    items = [(n, Image.fromarray(im)) for n, im in zip(photos, sample_photos(photos))]
     if folder:
         if not Path(folder).is_dir():
             raise FclensError(f"params.yaml explain.image_folder: {folder} is not a directory")
@@ -125,7 +119,22 @@ def photo_inputs(model: nn.Module, photos: list[str], folder: str | None, max_fo
         prob, cls = model(x).softmax(1).max(1)
     rows = [f"{n}: {names[c][:16]} {pp:.0%}" for (n, _), c, pp in
             zip(items, cls.tolist(), prob.tolist())]
-    return Inputs(images, x, cls.cpu().numpy(), rows, None)
+    return Inputs(images, x, cls.cpu().numpy(), rows, None, names=[n for n, _ in items])
+
+
+def sample_photos(photos: list[str]) -> list[np.ndarray]:
+    """scikit-image sample photographs by name (params explain.photos), each (H, W, 3) uint8."""
+    import skimage.data
+
+    out = []
+    for name in photos:
+        fn = getattr(skimage.data, name, None)
+        if fn is None or not callable(fn):
+            raise FclensError(f"params.yaml explain.photos: {name!r} is not a scikit-image sample "
+                              f"image; expected e.g. chelsea, coffee, astronaut, rocket")
+        im = np.asarray(fn())
+        out.append(np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im[..., :3])
+    return out
 
 
 def split_images(model: nn.Module, split, idx: np.ndarray, dev: torch.device
@@ -155,6 +164,15 @@ def stage_inputs(model: nn.Module, head: Head, photos, dev: torch.device, data: 
     images, x = split_images(model, split, rows[local], dev)
     names, y, pred = split.class_names, few.labels[local], few.preds[local]
     labels = [f"{names[a]} ✓" if b == a else f"{names[a]}→{names[b]}" for a, b in zip(y, pred)]
-    return Inputs(images, x, y, labels, infl, pred)
+    return Inputs(images, x, y, labels, infl, pred, [f"test_{i}" for i in rows[local]])
 
 
+def explain_inputs(model: nn.Module, head: Head, e, dev: torch.device, data: str | None,
+                   features: str | None, influential: str | None) -> Inputs:
+    """The images of the params `explain` section (`e`): for dataset models, the first
+    e.n_correct correct and e.n_wrong wrong test images of each of e.classes (checked against
+    the head by `Params.class_indices` first); else the photographs."""
+    quota = np.zeros((head.n_classes, 2), np.int64)
+    quota[e.classes if data else []] = e.n_correct, e.n_wrong
+    return stage_inputs(model, head, e, dev, data, features, influential, quota,
+                        lambda y, pred: pick_images(y, pred, e.classes, e.n_correct, e.n_wrong))
