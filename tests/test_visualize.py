@@ -163,6 +163,14 @@ def test_plausibility_and_path_check_on_a_toy():
     assert other[0] == 0.0
     pc = vis.path_check({"pooled": vis_f}, {"pooled": nat}, np.array([0, 1]), np.array([0, 0, 1]))
     assert pc["layers"] == ["pooled"] and pc["same_class"][0] > pc["other_class"][0]
+    # the natural reference, by hand: image 0 vs image 1 alone (leave-one-out), image 1 vs
+    # image 0, image 2 alone in its class (NaN, left out); other: each against the other mean
+    ref = vis.path_check_natural({"pooled": nat}, np.array([0, 0, 1]))
+    cos01 = 1 / np.hypot(1, 0.1)
+    assert ref["same_class"][0] == pytest.approx(cos01)
+    mean0 = np.array([1.5, 0.05])
+    others = [0.0, 0.1 / np.hypot(1, 0.1), mean0[1] / np.linalg.norm(mean0)]
+    assert ref["other_class"][0] == pytest.approx(np.mean(others))
 
 
 class MeanRedModel(PixelModel):

@@ -327,6 +327,27 @@ def path_check(vis: dict[str, np.ndarray], nat: dict[str, np.ndarray], cls: np.n
     return {"layers": layers, "same_class": same, "other_class": other}
 
 
+def path_check_natural(nat: dict[str, np.ndarray], nat_cls: np.ndarray) -> dict:
+    """The path check's reference: the same cosines for the natural images themselves, each
+    against its class's mean without itself (leave-one-out) and the other classes' means.
+    Returns {same_class, other_class} (lists over the layers of `nat`); NaN where a class has
+    a single image."""
+    have, same, other = np.unique(nat_cls), [], []
+    for n in nat:
+        a = nat[n]
+        sums = np.stack([a[nat_cls == k].sum(0) for k in have])  # (K, D)
+        counts = np.array([(nat_cls == k).sum() for k in have])
+        own = np.searchsorted(have, nat_cls)  # (N,)
+        loo = (sums[own] - a) / np.maximum(counts[own] - 1, 1)[:, None]  # (N, D)
+        s_cos = np.where(counts[own] > 1, (_unit(a) * _unit(loo)).sum(1), np.nan)
+        cos = _unit(a) @ _unit(sums / counts[:, None]).T  # (N, K)
+        mine = own[:, None] == np.arange(len(have))[None]
+        o_cos = (cos * ~mine).sum(1) / max(len(have) - 1, 1)
+        same.append(float(np.nanmean(s_cos)) if np.isfinite(s_cos).any() else float("nan"))
+        other.append(float(o_cos.mean()) if len(have) > 1 else float("nan"))
+    return {"same_class": same, "other_class": other}
+
+
 def top_rows(features: np.ndarray, m: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
     """features (N, D) pooled features of training images; per target row (m (B, D), c (B,)),
     the n rows with the largest target value, best first. (B, n)"""

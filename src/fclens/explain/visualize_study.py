@@ -43,6 +43,7 @@ def study(model: nn.Module, targets: vis.Targets, methods: list[str],
     nat = vis.layer_activations(model, natural.images, layers)  # {layer: (N, K)}
     cls, obj = targets.cls, targets.obj
     out, images, transp, probs, seconds = {}, {}, {}, {}, {}
+    reference = vis.path_check_natural(nat, natural.cls)  # natural images, leave-one-out
     # each judge's accuracy on the natural images: the rate a real image of the class gets
     natural_rate = {j: vis.rate(vis.judge(jm, natural.images), natural.cls)
                     for j, jm in judges.items()}
@@ -75,7 +76,9 @@ def study(model: nn.Module, targets: vis.Targets, methods: list[str],
                        "path_check": {**vis.path_check({k: a[pc] for k, a in acts.items()},
                                                        nat, cls[pc], natural.cls),
                                       "objective": "logit" if "logit" in targets.objectives
-                                      else "all"}}
+                                      else "all",
+                                      "natural_same_class": reference["same_class"],
+                                      "natural_other_class": reference["other_class"]}}
         images[method], transp[method] = r.images, r.transparency
         probs[method], seconds[method] = p[np.arange(len(cls)), cls], r.seconds
     metrics = {"n_classes_visualized": len(targets.classes), "objectives": targets.objectives,

@@ -21,8 +21,10 @@ INTRO = (
     "classes classify as the class (in brackets: each judge's accuracy on natural images of "
     "those classes). Plausibility: the mean cosine, in the source model's pooled-feature space, "
     "to natural images of the class against those of the other classes. The path check "
-    "(Geirhos et al. 2023) asks the same per layer: a visualization processed like the class's "
-    "images should sit nearer its class before the last layer too.")
+    "(Geirhos et al. 2023) asks the same per layer, for the logit images: a visualization "
+    "processed like the class's images should sit nearer its class before the last layer too, "
+    "as far as natural images do (the reference row: each natural image against its class's "
+    "mean without itself).")
 
 
 def _rates(d: dict) -> str:
@@ -54,7 +56,11 @@ def section_visualize(inp: Inputs) -> list[str]:
         pc = [[meth, *[f"{num(a)} / {num(b)}" for a, b in
                        zip(mv["path_check"]["same_class"], mv["path_check"]["other_class"])]]
               for meth, mv in v["methods"].items()]
-        layers = next(iter(v["methods"].values()))["path_check"]["layers"]
+        first = next(iter(v["methods"].values()))["path_check"]
+        pc.append(["natural images (reference)",
+                   *[f"{num(a)} / {num(b)}" for a, b in
+                     zip(first["natural_same_class"], first["natural_other_class"])]])
+        layers = first["layers"]
         lines += table(["path check: same / other", *layers], pc)
         for obj in v["objectives"]:
             lines += figure(inp.png(f"plots/visualize/{m}/{obj}.png"),
