@@ -40,7 +40,7 @@ def main(a, p):
         model, inp.x, head.w, inp.cls if inp.preds is None else inp.preds, nodes,
         inp.influential, p.activations.max_channels, names, p.seed, a.model)
     t2 = time.perf_counter()
-    plots.plot_activation_pages(inp.images, inp.rows, plots.file_stems(names), r.stages.names,
+    plots.plot_activation_pages(inp.images, inp.rows, names, r.stages.names,
                                 r.stages.maps, r.channels, r.marks, r.numbers, a.model, a.out)
     t3 = time.perf_counter()
     io.write_json(a.metrics, r.metrics, digits=4)
